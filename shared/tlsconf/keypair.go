@@ -1,0 +1,164 @@
+package tlsconf
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// MaxPEMBytes bounds a certificate, key or CA file. A chain of a few
+// certificates is a few KiB; a CA bundle of every public root is ~200 KiB.
+const MaxPEMBytes = 1 << 20
+
+// maxChain bounds the certificates in the certificate file, leaf included.
+const maxChain = 10
+
+// minRSABits is the smallest RSA key accepted, as NIST SP 800-131A asks.
+const minRSABits = 2048
+
+// loadPair reads and checks a certificate chain and its private key. The
+// errors name the files by their configuration keywords and never include
+// key material.
+func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	certPEM, err := readPEM(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls_certificate: %w", err)
+	}
+	keyPEM, err := readPEM(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls_key: %w", err)
+	}
+	chain, leaf, err := parseChain(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls_certificate %s: %w", certFile, err)
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls_key %s: %w", keyFile, err)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return nil, fmt.Errorf("tls_key %s does not match tls_certificate %s", keyFile, certFile)
+	}
+	if now.Before(leaf.NotBefore) {
+		return nil, fmt.Errorf("tls_certificate %s is not valid before %s", certFile, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("tls_certificate %s expired on %s", certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// parseChain returns the DER of every CERTIFICATE block, leaf first, and the
+// parsed leaf. Other block types are skipped, so a file that also holds the
+// key works.
+func parseChain(data []byte) ([][]byte, *x509.Certificate, error) {
+	var chain [][]byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if len(chain) == maxChain {
+			return nil, nil, fmt.Errorf("more than %d certificates", maxChain)
+		}
+		chain = append(chain, b.Bytes)
+	}
+	if len(chain) == 0 {
+		return nil, nil, errors.New("holds no PEM CERTIFICATE block")
+	}
+	var leaf *x509.Certificate
+	for i, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("certificate %d: %w", i+1, err)
+		}
+		if i == 0 {
+			leaf = c
+		}
+	}
+	return chain, leaf, nil
+}
+
+// parseKey returns the one private key in data: PKCS #8 "PRIVATE KEY",
+// SEC 1 "EC PRIVATE KEY" or PKCS #1 "RSA PRIVATE KEY". Other block types,
+// such as "EC PARAMETERS" or "CERTIFICATE", are skipped.
+func parseKey(data []byte) (crypto.Signer, error) {
+	var key any
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		var k any
+		var err error
+		switch b.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(b.Bytes)
+		case "RSA PRIVATE KEY":
+			if _, encrypted := b.Headers["DEK-Info"]; encrypted {
+				return nil, errors.New("key is encrypted, give an unencrypted key")
+			}
+			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, errors.New("key is encrypted, give an unencrypted key")
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s block: %w", b.Type, err)
+		}
+		if key != nil {
+			return nil, errors.New("holds more than one private key")
+		}
+		key = k
+	}
+	switch k := key.(type) {
+	case nil:
+		return nil, errors.New("holds no PEM private key block")
+	case *rsa.PrivateKey:
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("RSA key has %d bits, use at least %d", bits, minRSABits)
+		}
+		return k, nil
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("%T keys cannot sign TLS handshakes, use ECDSA, RSA or Ed25519", key)
+	}
+}
+
+// readPEM reads a file of at most MaxPEMBytes.
+func readPEM(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxPEMBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxPEMBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxPEMBytes)
+	}
+	return data, nil
+}
