@@ -1,0 +1,95 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `# comment
+listen 127.0.0.1:9002
+tls_certificate /etc/stx/server.pem
+tls_key /etc/stx/server.key
+service registry.local:9001
+service 127.0.0.1:9001
+issuer stx-token-server
+signing_key /etc/stx/token.key
+users_file /etc/stx/users
+admin_user admin
+admin_user sysinv
+`
+
+func loadString(t *testing.T, s string) (*Config, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stx-token-server.conf")
+	os.WriteFile(p, []byte(s), 0o600)
+	return LoadConfig(p)
+}
+
+func TestConfig(t *testing.T) {
+	c, err := loadString(t, goodConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TokenTTL != DefaultTokenTTL || c.CacheTTL != DefaultCacheTTL || c.CacheSize != DefaultCacheSize ||
+		c.AuthBackend != "users" || c.TLSMinVersion != "1.2" || len(c.PublicNamespaces) != 1 || c.PublicNamespaces[0] != "public" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if len(c.Services) != 2 || len(c.AdminUsers) != 2 || c.listenAddr.Port() != 9002 {
+		t.Errorf("parsed %+v", c)
+	}
+	pol, err := NewPolicy(PolicyConfig{ReservedNamespaces: c.ReservedNamespaces, PublicNamespaces: c.PublicNamespaces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := pol.Grant(Identity{Name: "docker.io"}, []Access{{"repository", "docker.io/nginx", []string{"push"}}}); len(g) != 0 {
+		t.Errorf("user docker.io owns the docker.io mirror: %v", g)
+	}
+	c, err = loadString(t, goodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")
+	if err != nil || c.TokenTTL != 10*time.Minute || c.PublicNamespaces[0] != "shared" {
+		t.Errorf("overrides: %v %+v", err, c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	without := func(kw string) string {
+		var out []string
+		for _, l := range strings.Split(goodConfig, "\n") {
+			if !strings.HasPrefix(l, kw+" ") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	tests := []struct{ name, conf, want string }{
+		{"unknown keyword", goodConfig + "lsten 1.2.3.4:1\n", `unknown keyword "lsten"`},
+		{"duplicate", goodConfig + "issuer other\n", "duplicate"},
+		{"ttl too short", goodConfig + "token_ttl 30s\n", "token_ttl"},
+		{"ttl not a duration", goodConfig + "token_ttl soon\n", "token_ttl"},
+		{"relative path", goodConfig + "tls_ca x.pem\n", "unknown keyword"},
+		{"relative key", strings.Replace(goodConfig, "/etc/stx/token.key", "token.key", 1), "signing_key"},
+		{"wildcard listen", strings.Replace(goodConfig, "127.0.0.1:9002", "0.0.0.0:9002", 1), "listen"},
+		{"listen outside networks", strings.Replace(goodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1), "management_network"},
+		{"no service", without("service"), "service is required"},
+		{"no issuer", without("issuer"), "issuer is required"},
+		{"no signing key", without("signing_key"), "signing_key is required"},
+		{"no users file", without("users_file"), "users_file is required"},
+		{"duplicate service", goodConfig + "service registry.local:9001\n", "listed twice"},
+		{"bad backend", goodConfig + "auth_backend ldap\n", "auth_backend"},
+		{"bad tls version", goodConfig + "tls_min_version 1.0\n", "tls_min_version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadString(t, tt.conf)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// A listen address inside a management network is fine.
+	if _, err := loadString(t, strings.Replace(goodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1)+"management_network 192.168.204.0/24\n"); err != nil {
+		t.Errorf("management network: %v", err)
+	}
+}

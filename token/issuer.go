@@ -1,0 +1,367 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	_ "crypto/sha512" // links SHA-384 and SHA-512 for crypto.Hash.New
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	// MinTokenTTL is the shortest token lifetime: clients treat anything
+	// shorter as 60 s anyway.
+	MinTokenTTL = 60 * time.Second
+	// DefaultTokenTTL is long enough for a pull of many layers.
+	DefaultTokenTTL = 5 * time.Minute
+	// MaxTokenTTL bounds how long a leaked bearer token stays useful.
+	MaxTokenTTL = time.Hour
+	// MaxKeyFileBytes bounds a signing key file: an RSA 8192 key is about
+	// 6 KiB of PEM; the rest leaves room for a certificate alongside.
+	MaxKeyFileBytes = 64 << 10
+	// minRSABits is the smallest RSA key we sign with.
+	minRSABits = 2048
+	// maxIssuerBytes bounds the issuer name.
+	maxIssuerBytes = 255
+	// jtiBytes of crypto/rand make each token's ID unique.
+	jtiBytes = 16
+)
+
+var b64 = base64.RawURLEncoding
+
+// LoadSigningKey reads a PEM private key from path: PKCS#1 ("RSA PRIVATE
+// KEY"), PKCS#8 ("PRIVATE KEY") or SEC1 ("EC PRIVATE KEY"). The file must not
+// be readable by group or others.
+func LoadSigningKey(path string) (crypto.Signer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("signing key %s: not a regular file", path)
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return nil, fmt.Errorf("signing key %s: mode %04o lets group or others read it, chmod 600 it", path, m)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxKeyFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if len(data) > MaxKeyFileBytes {
+		return nil, fmt.Errorf("signing key %s: larger than %d bytes", path, MaxKeyFileBytes)
+	}
+	k, err := ParseSigningKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseSigningKey parses the one PEM private key block in pemBytes; other
+// blocks (EC PARAMETERS, CERTIFICATE) are skipped. The key must be ECDSA
+// P-256/P-384/P-521, RSA of at least 2048 bits, or Ed25519.
+func ParseSigningKey(pemBytes []byte) (crypto.Signer, error) {
+	if len(pemBytes) > MaxKeyFileBytes {
+		return nil, fmt.Errorf("larger than %d bytes", MaxKeyFileBytes)
+	}
+	var key any
+	var err error
+	found := false
+	for rest := pemBytes; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			continue
+		}
+		if found {
+			return nil, errors.New("more than one private key, give exactly one")
+		}
+		found = true
+		if _, ok := b.Headers["Proc-Type"]; ok || b.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, errors.New("key is encrypted, give an unencrypted key")
+		}
+		switch b.Type {
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(b.Bytes)
+		default:
+			return nil, fmt.Errorf("PEM block %s is not supported, convert the key with \"openssl pkey\" to PRIVATE KEY", echo(b.Type))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Type, err)
+		}
+	}
+	if !found {
+		return nil, errors.New("no PEM private key found")
+	}
+	s, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", key)
+	}
+	if _, err := Algorithm(s.Public()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Algorithm returns the JWS algorithm for pub: ES256/ES384/ES512 by curve,
+// RS256 for RSA, EdDSA for Ed25519. Other keys, and RSA keys under 2048
+// bits, are refused.
+func Algorithm(pub crypto.PublicKey) (string, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch name := k.Curve.Params().Name; name {
+		case "P-256":
+			return "ES256", nil
+		case "P-384":
+			return "ES384", nil
+		case "P-521":
+			return "ES512", nil
+		default:
+			return "", fmt.Errorf("ecdsa curve %s is not supported, use P-256, P-384 or P-521", name)
+		}
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits {
+			return "", fmt.Errorf("rsa key has %d bits, use at least %d", n, minRSABits)
+		}
+		return "RS256", nil
+	case ed25519.PublicKey:
+		return "EdDSA", nil
+	default:
+		return "", fmt.Errorf("key type %T is not supported, use ECDSA, RSA or Ed25519", pub)
+	}
+}
+
+// KeyID computes the "kid" header exactly as distribution v3.1.2's
+// token.GetJWKThumbprint does, since the registry looks keys from its
+// rootcertbundle up by that value. It is an RFC 7638 SHA-256 thumbprint
+// except that distribution encodes EC coordinates with big.Int.Bytes(),
+// which drops leading zero bytes instead of padding to the field size; for
+// about 2 in 256 EC keys (half of P-521 keys) a standard thumbprint would
+// therefore not be found. We strip leading zeros the same way.
+func KeyID(pub crypto.PublicKey) (string, error) {
+	var jwk string
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		e := b64.EncodeToString(big.NewInt(int64(k.E)).Bytes())
+		n := b64.EncodeToString(k.N.Bytes())
+		jwk = `{"e":"` + e + `","kty":"RSA","n":"` + n + `"}`
+	case *ecdsa.PublicKey:
+		point, err := k.Bytes() // 0x04 || X || Y, each of the field size
+		if err != nil {
+			return "", fmt.Errorf("ecdsa public key: %w", err)
+		}
+		size := (len(point) - 1) / 2
+		x := b64.EncodeToString(trimZeros(point[1 : 1+size]))
+		y := b64.EncodeToString(trimZeros(point[1+size:]))
+		jwk = `{"crv":"` + k.Curve.Params().Name + `","kty":"EC","x":"` + x + `","y":"` + y + `"}`
+	case ed25519.PublicKey:
+		jwk = `{"crv":"Ed25519","kty":"OKP","x":"` + b64.EncodeToString(k) + `"}`
+	default:
+		return "", fmt.Errorf("key type %T is not supported, use ECDSA, RSA or Ed25519", pub)
+	}
+	sum := sha256.Sum256([]byte(jwk))
+	return b64.EncodeToString(sum[:]), nil
+}
+
+// trimZeros drops leading zero bytes, as big.Int.Bytes() would.
+func trimZeros(b []byte) []byte {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+// Issuer signs access tokens. It owns the signing keys: the first signs,
+// all are kept so that they can be published during key rotation.
+type Issuer struct {
+	name   string
+	ttl    time.Duration
+	signer crypto.Signer
+	keys   []crypto.Signer
+	kid    string
+	alg    string
+	hash   crypto.Hash // 0 for Ed25519, which signs the message itself
+	ecSize int         // ECDSA field size in bytes for r||s; 0 otherwise
+	header string      // base64url of the JSON header, the same for every token
+}
+
+// NewIssuer returns an Issuer naming itself name in "iss", issuing tokens
+// valid for ttl and signing with keys[0].
+func NewIssuer(name string, ttl time.Duration, keys ...crypto.Signer) (*Issuer, error) {
+	if name == "" || len(name) > maxIssuerBytes {
+		return nil, fmt.Errorf("issuer name must be 1 to %d bytes", maxIssuerBytes)
+	}
+	if ttl < MinTokenTTL || ttl > MaxTokenTTL {
+		return nil, fmt.Errorf("token ttl %s is out of range, use %s to %s", ttl, MinTokenTTL, MaxTokenTTL)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no signing key, give at least one")
+	}
+	for n, k := range keys {
+		if _, err := Algorithm(k.Public()); err != nil {
+			return nil, fmt.Errorf("signing key %d: %w", n+1, err)
+		}
+	}
+	pub := keys[0].Public()
+	alg, _ := Algorithm(pub)
+	kid, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	i := &Issuer{name: name, ttl: ttl, signer: keys[0], keys: keys, kid: kid, alg: alg}
+	switch alg {
+	case "ES256", "RS256":
+		i.hash = crypto.SHA256
+	case "ES384":
+		i.hash = crypto.SHA384
+	case "ES512":
+		i.hash = crypto.SHA512
+	}
+	if k, ok := pub.(*ecdsa.PublicKey); ok {
+		i.ecSize = (k.Curve.Params().BitSize + 7) / 8
+	}
+	h, err := json.Marshal(struct {
+		Typ string `json:"typ"`
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}{"JWT", alg, kid})
+	if err != nil {
+		return nil, err
+	}
+	i.header = b64.EncodeToString(h)
+	return i, nil
+}
+
+// Algorithm returns the JWS algorithm the issuer signs with.
+func (i *Issuer) Algorithm() string { return i.alg }
+
+// TTL returns the lifetime of the tokens the issuer signs.
+func (i *Issuer) TTL() time.Duration { return i.ttl }
+
+// PublicKeys returns the public halves of all keys, the signing key first,
+// for publishing (e.g. as a JWKS) while keys are rotated.
+func (i *Issuer) PublicKeys() []crypto.PublicKey {
+	pubs := make([]crypto.PublicKey, len(i.keys))
+	for n, k := range i.keys {
+		pubs[n] = k.Public()
+	}
+	return pubs
+}
+
+// Token is a signed access token and the facts a reply needs about it.
+type Token struct {
+	Raw                 string // the compact JWS; a secret, never log it
+	ID                  string // the jti, for audit lines
+	IssuedAt, ExpiresAt time.Time
+}
+
+// tokenClaims is the token body distribution's token.ClaimSet reads.
+type tokenClaims struct {
+	Issuer     string   `json:"iss"`
+	Subject    string   `json:"sub"`
+	Audience   string   `json:"aud"`
+	Expiration int64    `json:"exp"`
+	NotBefore  int64    `json:"nbf"`
+	IssuedAt   int64    `json:"iat"`
+	JWTID      string   `json:"jti"`
+	Access     []Access `json:"access"`
+}
+
+// Sign issues a token for subject, valid at audience (the registry's
+// service) from now for the issuer's TTL, granting access.
+func (i *Issuer) Sign(subject, audience string, access []Access, now time.Time) (Token, error) {
+	if audience == "" {
+		return Token{}, errors.New("sign token: empty audience")
+	}
+	if access == nil {
+		access = []Access{} // "access": [] rather than null
+	}
+	var jti [jtiBytes]byte
+	rand.Read(jti[:]) // never fails (crypto/rand panics rather)
+	iat := now.Unix()
+	c := tokenClaims{
+		Issuer:     i.name,
+		Subject:    subject,
+		Audience:   audience,
+		Expiration: iat + int64(i.ttl/time.Second),
+		NotBefore:  iat,
+		IssuedAt:   iat,
+		JWTID:      b64.EncodeToString(jti[:]),
+		Access:     access,
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return Token{}, fmt.Errorf("sign token: %w", err)
+	}
+	buf := make([]byte, 0, len(i.header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
+	buf = append(buf, i.header...)
+	buf = append(buf, '.')
+	buf = b64.AppendEncode(buf, payload)
+	sig, err := i.signature(buf)
+	if err != nil {
+		return Token{}, fmt.Errorf("sign token: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = b64.AppendEncode(buf, sig)
+	return Token{
+		Raw:       string(buf),
+		ID:        c.JWTID,
+		IssuedAt:  time.Unix(c.IssuedAt, 0),
+		ExpiresAt: time.Unix(c.Expiration, 0),
+	}, nil
+}
+
+// signature signs the JWS signing input with the issuer's algorithm.
+func (i *Issuer) signature(input []byte) ([]byte, error) {
+	if i.hash == 0 {
+		return i.signer.Sign(rand.Reader, input, crypto.Hash(0)) // Ed25519
+	}
+	h := i.hash.New()
+	h.Write(input)
+	sig, err := i.signer.Sign(rand.Reader, h.Sum(nil), i.hash)
+	if err != nil || i.ecSize == 0 {
+		return sig, err // RSA PKCS#1 v1.5
+	}
+	// crypto.Signer gives ECDSA signatures in ASN.1; JWS wants r and s as
+	// fixed-size big-endian integers, concatenated (RFC 7518 §3.4).
+	var rs struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(sig, &rs)
+	if err != nil || len(rest) != 0 || !fits(rs.R, i.ecSize) || !fits(rs.S, i.ecSize) {
+		return nil, errors.New("ecdsa signer returned a malformed signature")
+	}
+	out := make([]byte, 2*i.ecSize)
+	rs.R.FillBytes(out[:i.ecSize])
+	rs.S.FillBytes(out[i.ecSize:])
+	return out, nil
+}
+
+// fits reports whether n is positive and fits in size bytes.
+func fits(n *big.Int, size int) bool {
+	return n.Sign() > 0 && n.BitLen() <= 8*size
+}

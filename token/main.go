@@ -1,0 +1,188 @@
+// Command stx-token-server issues the short-lived JWTs that stx-registry
+// accepts: it implements the Docker token authentication protocol (GET with
+// Basic auth, and the OAuth2 password grant by POST) over HTTPS.
+//
+// Usage:
+//
+//	stx-token-server [-f CONFIG] [-t]
+//	stx-token-server passwd -f USERS_FILE [-d] USER
+//	stx-token-server -version
+//
+// Configuration is one file, stx-token-server.conf(5), by default
+// /etc/stx-token-server/stx-token-server.conf. With -t the file, the keys
+// and the users file are checked and the daemon exits 0 or 1.
+//
+// The daemon listens on exactly one address (loopback or in a
+// management_network) and serves:
+//
+//	GET  /token, /token/   Basic auth; service, scope, account, offline_token, client_id
+//	POST /token, /token/   OAuth2 form, grant_type=password
+//	GET  /healthz          no authentication
+//
+// Every reply is JSON. Users are authorized only within their own
+// namespace; admins and public namespaces come from the configuration.
+//
+// Logs go to stderr through log/slog: one "token" audit line per request
+// with the client, the subject, the requested and granted scopes and the
+// token's jti. Passwords, tokens and Authorization headers are never logged.
+//
+// Signals: SIGTERM and SIGINT stop gracefully; SIGHUP re-reads the TLS
+// certificate (it is also re-read when its files change). The users file is
+// re-read when it changes. Exit status is 0 after a clean stop, 1 on any
+// configuration, listen or TLS error, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"stx-registry/shared/logging"
+	"stx-registry/shared/serve"
+	"stx-registry/shared/tlsconf"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "passwd" {
+		if err := passwdMain(os.Args[2:], os.Stdin, os.Stderr); err != nil {
+			fatal(err)
+		}
+		return
+	}
+	fs := flag.NewFlagSet("stx-token-server", flag.ContinueOnError)
+	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+	check := fs.Bool("t", false, "check the configuration and exit")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "stx-token-server: unexpected argument %q\n", fs.Arg(0))
+		os.Exit(2)
+	}
+	if *version {
+		fmt.Println("stx-token-server", buildVersion())
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, *file, *check); err != nil {
+		fatal(err)
+	}
+}
+
+// fatal is the one way out on error: the message, with a hint for the
+// common case, and status 1.
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "stx-token-server: %v\n", err)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "stx-token-server: hint: give the configuration with -f, see stx-token-server.conf(5)")
+	}
+	os.Exit(1)
+}
+
+func run(ctx context.Context, file string, checkOnly bool) error {
+	cfg, err := LoadConfig(file)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	srv, tlsr, err := newServer(cfg, log)
+	if err != nil {
+		return err
+	}
+	if checkOnly {
+		fmt.Println("configuration ok")
+		return nil
+	}
+	minTLS, _ := tlsconf.ParseMinVersion(cfg.TLSMinVersion) // validated by the config parser
+	log.Info("starting", "version", buildVersion(), "config", file, "services", cfg.Services,
+		"algorithm", srv.issuer.Algorithm(), "backend", cfg.AuthBackend)
+	return serve.Run(ctx, serve.Options{
+		Addr:     cfg.listenAddr,
+		Handler:  srv.Handler(),
+		TLS:      tlsr,
+		MinTLS:   minTLS,
+		Timeouts: serve.APITimeouts,
+		Logger:   log,
+	})
+}
+
+// newServer builds everything the daemon needs from a validated config, so
+// that -t checks exactly what a start would.
+func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error) {
+	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var keys []crypto.Signer
+	for _, p := range cfg.SigningKeys {
+		k, err := LoadSigningKey(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("signing_key: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	issuer, err := NewIssuer(cfg.Issuer, cfg.TokenTTL, keys...)
+	if err != nil {
+		return nil, nil, err
+	}
+	policy, err := NewPolicy(PolicyConfig{
+		AdminUsers:         cfg.AdminUsers,
+		PublicNamespaces:   cfg.PublicNamespaces,
+		PublicRepositories: cfg.PublicRepositories,
+		ReservedNamespaces: cfg.ReservedNamespaces,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var backend Authenticator
+	switch cfg.AuthBackend {
+	case "users":
+		if backend, err = NewUsersFile(cfg.UsersFile, log); err != nil {
+			return nil, nil, err
+		}
+	default:
+		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
+	}
+	services := make(map[string]bool, len(cfg.Services))
+	for _, s := range cfg.Services {
+		services[s] = true
+	}
+	return &Server{
+		auth:     NewCredentialCache(backend, cfg.CacheTTL, cfg.CacheSize),
+		policy:   policy,
+		issuer:   issuer,
+		services: services,
+		audit:    &Audit{log: log},
+		log:      log,
+		now:      time.Now,
+	}, tlsr, nil
+}
+
+// buildVersion reports the module version and VCS revision from the build
+// information; there are no build dates.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v
+}
