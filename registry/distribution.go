@@ -114,6 +114,12 @@ func keyAlgorithm(pub any) (string, error) {
 	return "", fmt.Errorf("unsupported public key type %T: use ECDSA, RSA or Ed25519", pub)
 }
 
+// Page bounds for the catalog and tag lists (distribution's own defaults).
+const (
+	maxCatalogEntries = 1000
+	maxTagsPerPage    = 1000
+)
+
 // distributionConfig translates our configuration into distribution's, in
 // code: operators never write distribution YAML. Everything not set here is
 // off: no debug server, no Prometheus, no notifications, no Redis, no proxy
@@ -161,6 +167,11 @@ func distributionConfig(c *Config, algs []any) (*configuration.Configuration, er
 			RelativeURLs: true,
 			Headers:      http.Header{"X-Content-Type-Options": {"nosniff"}},
 		},
+		// Distribution fills these defaults only when it parses YAML; a
+		// zero MaxEntries would make the catalog always empty, a zero
+		// MaxTags would leave tags/list?n= unbounded.
+		Catalog: configuration.Catalog{MaxEntries: maxCatalogEntries},
+		Tags:    configuration.Tags{MaxTags: maxTagsPerPage},
 		// The access log is ours (accessLog); distribution's would go
 		// through gorilla handlers and is only used by its own server.
 		Log: configuration.Log{AccessLog: configuration.AccessLog{Disabled: true}},

@@ -1,0 +1,15 @@
+// Package e2e holds the end-to-end tests of stx-registry and
+// stx-token-server: both daemons are built and started exactly as an
+// operator would (ops/demo-config.sh lays out the certificates, users and
+// configuration files), and real clients drive them over TLS on 127.0.0.1:
+// skopeo, podman, containerd's ctr, and raw HTTP requests that reproduce
+// docker login and deliberately bad input.
+//
+// The clients are Debian packages installed by "make test-deps". A missing
+// client makes the tests fail, never skip: an end-to-end test that did not
+// run has proven nothing.
+//
+// Run with:
+//
+//	go test -count=1 ./registry/e2e/ -v
+package e2e
