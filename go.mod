@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	// The registry daemon embeds distribution's HTTP handlers; stx-registry only.
 	github.com/distribution/distribution/v3 v3.1.2
+	// Keystone v3 password authentication for stx-token-server.
+	github.com/gophercloud/gophercloud/v2 v2.16.0
 	// bcrypt for the local users file; nothing else from x/crypto.
 	golang.org/x/crypto v0.59.0
 )

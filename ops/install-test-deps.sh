@@ -6,7 +6,8 @@ set -eu
 
 # command:package pairs.
 need="skopeo:skopeo podman:podman ctr:containerd containerd:containerd
-shellcheck:shellcheck mandoc:mandoc openssl:openssl xmllint:libxml2-utils"
+shellcheck:shellcheck mandoc:mandoc openssl:openssl xmllint:libxml2-utils
+keystone-wsgi-public:keystone"
 
 missing=
 for pair in $need; do

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Credentials are what a client presented in one token request. The password
@@ -11,7 +13,7 @@ import (
 type Credentials struct {
 	User     string
 	Password string
-	Client   netip.Addr // the peer address, for audit lines and (later) backoff
+	Client   netip.Addr // the peer address, for audit lines and backoff
 }
 
 // An Authenticator checks a user's credentials against one backend (the
@@ -29,3 +31,20 @@ var (
 	// the server answers 503.
 	ErrUnavailable = errors.New("authentication backend unavailable")
 )
+
+// RetryAfterError means "slow down": the backend answered 429, or the
+// server's own backoff holds this user or address. The server answers 429
+// with a Retry-After header.
+type RetryAfterError struct {
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("too many attempts, retry after %s", e.After)
+}
+
+// A Checker reports whether a backend can answer right now; GET /readyz
+// asks every backend that implements it.
+type Checker interface {
+	Ready(ctx context.Context) error
+}

@@ -24,8 +24,8 @@ const (
 	actAll = actPull | actPush | actDelete
 )
 
-// Identity is who the token is for. Admin may be set by a backend (Keystone
-// roles, later); admin_user names are admins too.
+// Identity is who the token is for. Admin may be set by a backend (a
+// Keystone role with admin_role); admin_user names are admins too.
 type Identity struct {
 	Name  string
 	Admin bool
