@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"stx-registry/shared/config"
@@ -39,14 +40,62 @@ type Config struct {
 	// token_ttl DURATION: access token lifetime, 60s to 1h. Default 5m.
 	TokenTTL time.Duration
 
-	// auth_backend users: where passwords are checked. Default users.
+	// auth_backend users|keystone: where passwords are checked. Default
+	// users.
 	AuthBackend string
 	// users_file PATH: bcrypt users file (auth_backend users). Required
 	// for that backend, mode 0600.
 	UsersFile string
-	// cache_ttl DURATION, cache_size N: the credential cache.
+	// keystone_url URL: the Keystone v3 endpoint, e.g.
+	// https://controller:5000/v3. Required with auth_backend keystone;
+	// plain http is allowed but logged as a warning at start.
+	KeystoneURL string
+	// keystone_user_domain NAME: the domain users log in to. Default
+	// "Default".
+	KeystoneUserDomain string
+	// keystone_ca PATH: PEM CA bundle Keystone's certificate must chain
+	// to. Without it, the system roots.
+	KeystoneCA string
+	// keystone_timeout DURATION: bound on one login's Keystone calls, 1s
+	// to 8s, so that a 503 still fits in the server's 10 s write timeout
+	// and docker's 15 s token timeout is never reached. Default 5s.
+	KeystoneTimeout time.Duration
+	// admin_role ROLE, admin_project PROJECT: a Keystone user holding ROLE
+	// on PROJECT (in keystone_user_domain) is a registry admin. Both or
+	// neither.
+	AdminRole, AdminProject string
+
+	// cache_ttl DURATION, cache_size N: the credential cache. A password
+	// verified within cache_ttl (1s to 24h, default 5m) is accepted without
+	// asking the backend, also while the backoff holds the user or the
+	// backend is down; at most cache_size users (default 4096) are kept.
 	CacheTTL  time.Duration
 	CacheSize int
+
+	// backoff_free N: bad passwords a user or a client address may send
+	// before it is held, 1 to 100. Default 3. After the k-th failure
+	// (k ≥ N) the user and the address are each held for 1s·2^(k−N),
+	// answered 429 with Retry-After without asking the backend. A success
+	// resets both; 15 minutes without a failure forget them.
+	BackoffFree int
+	// backoff_max DURATION: the longest hold, 1s to 1h. Default 5m.
+	BackoffMax time.Duration
+	// keystone_lockout_attempts N: Keystone's [security_compliance]
+	// lockout_failure_attempts, 0 (Keystone lockout off) or 2 to 100.
+	// Default 5, as StarlingX sets it. With auth_backend keystone, at most
+	// N−1 bad passwords for one user are sent to Keystone before a success;
+	// then the user is held (429) until keystone_lockout_window has passed
+	// since the last failure, so an attacker cannot lock the account in
+	// Keystone through this server within a window. A cached password still
+	// works meanwhile. Ignored with auth_backend users.
+	KeystoneLockoutAttempts int
+	// keystone_lockout_window DURATION: 1m to 24h, default 30m. Set it at
+	// least to Keystone's lockout_duration (StarlingX: 1800 s).
+	KeystoneLockoutWindow time.Duration
+
+	// metrics_network CIDR (repeatable): clients allowed to GET /metrics.
+	// Default loopback only (127.0.0.0/8 and ::1).
+	MetricsNetworks []netip.Prefix
 
 	// admin_user NAME (repeatable): users granted everything.
 	AdminUsers []string
@@ -76,10 +125,21 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "issuer", Set: config.String(&c.Issuer)},
 		{Name: "signing_key", Repeat: true, Set: pathList(&c.SigningKeys)},
 		{Name: "token_ttl", Set: config.Duration(&c.TokenTTL, MinTokenTTL, time.Hour)},
-		{Name: "auth_backend", Set: config.OneOf(&c.AuthBackend, "users")},
+		{Name: "auth_backend", Set: config.OneOf(&c.AuthBackend, "users", "keystone")},
+		{Name: "keystone_url", Set: config.String(&c.KeystoneURL)},
+		{Name: "keystone_user_domain", Set: config.String(&c.KeystoneUserDomain)},
+		{Name: "keystone_ca", Set: config.Path(&c.KeystoneCA)},
+		{Name: "keystone_timeout", Set: config.Duration(&c.KeystoneTimeout, time.Second, maxKeystoneTimeout)},
+		{Name: "admin_role", Set: config.String(&c.AdminRole)},
+		{Name: "admin_project", Set: config.String(&c.AdminProject)},
 		{Name: "users_file", Set: config.Path(&c.UsersFile)},
 		{Name: "cache_ttl", Set: config.Duration(&c.CacheTTL, time.Second, 24*time.Hour)},
 		{Name: "cache_size", Set: config.Int(&c.CacheSize, 1, 1<<20)},
+		{Name: "backoff_free", Set: config.Int(&c.BackoffFree, 1, 100)},
+		{Name: "backoff_max", Set: config.Duration(&c.BackoffMax, time.Second, time.Hour)},
+		{Name: "keystone_lockout_attempts", Set: config.Int(&c.KeystoneLockoutAttempts, 0, 100)},
+		{Name: "keystone_lockout_window", Set: config.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
+		{Name: "metrics_network", Repeat: true, Set: config.Prefixes(&c.MetricsNetworks)},
 		{Name: "admin_user", Repeat: true, Set: config.Strings(&c.AdminUsers)},
 		{Name: "public_namespace", Repeat: true, Set: config.Strings(&c.PublicNamespaces)},
 		{Name: "public_repository", Repeat: true, Set: config.Strings(&c.PublicRepositories)},
@@ -99,6 +159,10 @@ func pathList(dst *[]string) func(string) error {
 	}
 }
 
+// maxKeystoneTimeout leaves 2 s of serve.APITimeouts.Write (10 s) for
+// answering after a Keystone that hangs.
+const maxKeystoneTimeout = 8 * time.Second
+
 // builtinReserved are namespaces no user may own whatever the
 // configuration says: StarlingX mirrors upstream registries under their host
 // names (registry.local:9001/docker.io/…), so a user called "docker.io" must
@@ -108,19 +172,44 @@ var builtinReserved = []string{
 	"ghcr.io", "icr.io", "registry.local",
 }
 
+// backoffConfig is the Backoff configuration; the lockout cap applies to
+// Keystone only.
+func (c *Config) backoffConfig() BackoffConfig {
+	bc := BackoffConfig{
+		Free:            c.BackoffFree,
+		Max:             c.BackoffMax,
+		LockoutAttempts: c.KeystoneLockoutAttempts,
+		LockoutWindow:   c.KeystoneLockoutWindow,
+	}
+	if c.AuthBackend != "keystone" {
+		bc.LockoutAttempts = 0
+	}
+	return bc
+}
+
 // LoadConfig parses and validates the file at path, filling defaults.
 func LoadConfig(path string) (*Config, error) {
 	c := &Config{
-		TLSMinVersion: "1.2",
-		LogFormat:     "text",
-		LogLevel:      "info",
-		TokenTTL:      DefaultTokenTTL,
-		AuthBackend:   "users",
-		CacheTTL:      DefaultCacheTTL,
-		CacheSize:     DefaultCacheSize,
+		TLSMinVersion:      "1.2",
+		LogFormat:          "text",
+		LogLevel:           "info",
+		TokenTTL:           DefaultTokenTTL,
+		AuthBackend:        "users",
+		CacheTTL:           DefaultCacheTTL,
+		KeystoneUserDomain: "Default",
+		KeystoneTimeout:    5 * time.Second,
+		CacheSize:          DefaultCacheSize,
+
+		BackoffFree:             DefaultBackoffFree,
+		BackoffMax:              DefaultBackoffMax,
+		KeystoneLockoutAttempts: DefaultLockoutAttempts,
+		KeystoneLockoutWindow:   DefaultLockoutWindow,
 	}
 	if err := config.ParseFile(path, c.keywords()); err != nil {
 		return nil, err
+	}
+	if len(c.MetricsNetworks) == 0 {
+		c.MetricsNetworks = defaultMetricsNetworks
 	}
 	if len(c.PublicNamespaces) == 0 {
 		c.PublicNamespaces = []string{"public"}
@@ -130,6 +219,24 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
+}
+
+// checkKeystoneURL wants an absolute http(s) URL with a host and no
+// credentials, query or fragment.
+func checkKeystoneURL(raw string) error {
+	if raw == "" {
+		return errors.New("keystone_url is required with auth_backend keystone")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("keystone_url: %w", err)
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+		return errors.New("keystone_url must be an https:// URL such as https://controller:5000/v3")
+	case u.User != nil, u.RawQuery != "", u.Fragment != "":
+		return errors.New("keystone_url must not carry credentials, a query or a fragment")
+	}
+	return nil
 }
 
 // validate is a flat list of checks, each naming its keyword.
@@ -150,8 +257,27 @@ func (c *Config) validate() error {
 	if len(c.SigningKeys) == 0 {
 		errs = append(errs, errors.New("signing_key is required"))
 	}
-	if c.AuthBackend == "users" && c.UsersFile == "" {
-		errs = append(errs, errors.New("users_file is required with auth_backend users"))
+	switch c.AuthBackend {
+	case "users":
+		if c.UsersFile == "" {
+			errs = append(errs, errors.New("users_file is required with auth_backend users"))
+		}
+		if c.AdminRole != "" || c.AdminProject != "" {
+			errs = append(errs, errors.New("admin_role and admin_project need auth_backend keystone; use admin_user"))
+		}
+	case "keystone":
+		if err := checkKeystoneURL(c.KeystoneURL); err != nil {
+			errs = append(errs, err)
+		}
+		if c.UsersFile != "" {
+			errs = append(errs, errors.New("users_file is not used with auth_backend keystone; remove it"))
+		}
+	}
+	if c.KeystoneLockoutAttempts == 1 {
+		errs = append(errs, errors.New("keystone_lockout_attempts 1 would refuse every login: give 0 (Keystone lockout off) or Keystone's lockout_failure_attempts, at least 2"))
+	}
+	if (c.AdminRole == "") != (c.AdminProject == "") {
+		errs = append(errs, errors.New("admin_role and admin_project go together: give both or neither"))
 	}
 	if c.Listen != "" {
 		ap, err := listen.Check(c.Listen, c.ManagementNetworks)

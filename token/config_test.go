@@ -79,6 +79,12 @@ func TestConfigErrors(t *testing.T) {
 		{"duplicate service", goodConfig + "service registry.local:9001\n", "listed twice"},
 		{"bad backend", goodConfig + "auth_backend ldap\n", "auth_backend"},
 		{"bad tls version", goodConfig + "tls_min_version 1.0\n", "tls_min_version"},
+		{"backoff_free zero", goodConfig + "backoff_free 0\n", "backoff_free"},
+		{"backoff_max too long", goodConfig + "backoff_max 2h\n", "backoff_max"},
+		{"lockout one", goodConfig + "keystone_lockout_attempts 1\n", "keystone_lockout_attempts 1"},
+		{"lockout negative", goodConfig + "keystone_lockout_attempts -1\n", "keystone_lockout_attempts"},
+		{"lockout window short", goodConfig + "keystone_lockout_window 10s\n", "keystone_lockout_window"},
+		{"metrics network unmasked", goodConfig + "metrics_network 10.0.0.1/8\n", "metrics_network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,5 +97,36 @@ func TestConfigErrors(t *testing.T) {
 	// A listen address inside a management network is fine.
 	if _, err := loadString(t, strings.Replace(goodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1)+"management_network 192.168.204.0/24\n"); err != nil {
 		t.Errorf("management network: %v", err)
+	}
+}
+
+func TestConfigBackoff(t *testing.T) {
+	c, err := loadString(t, goodConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BackoffFree != 3 || c.BackoffMax != 5*time.Minute || c.KeystoneLockoutAttempts != 5 ||
+		c.KeystoneLockoutWindow != 30*time.Minute || len(c.MetricsNetworks) != 2 || !c.MetricsNetworks[0].Addr().IsLoopback() {
+		t.Errorf("defaults: %+v", c)
+	}
+	// The lockout cap is for Keystone only.
+	if bc := c.backoffConfig(); bc.LockoutAttempts != 0 || bc.Free != 3 || bc.Max != 5*time.Minute {
+		t.Errorf("users backend: %+v", bc)
+	}
+	ks := strings.Replace(goodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
+	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
+	if bc := c.backoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
+		t.Errorf("keystone: %+v %v", bc, c.MetricsNetworks)
+	}
+	c, err = loadString(t, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc := c.backoffConfig(); bc != defaultBackoff {
+		t.Errorf("keystone defaults %+v, want %+v", bc, defaultBackoff)
 	}
 }

@@ -9,18 +9,28 @@
 //	stx-token-server -version
 //
 // Configuration is one file, stx-token-server.conf(5), by default
-// /etc/stx-token-server/stx-token-server.conf. With -t the file, the keys
-// and the users file are checked and the daemon exits 0 or 1.
+// /etc/stx-token-server/stx-token-server.conf. With -t the file, the keys,
+// the users file or keystone_ca are checked (Keystone itself is not
+// contacted) and the daemon exits 0 or 1.
 //
 // The daemon listens on exactly one address (loopback or in a
 // management_network) and serves:
 //
 //	GET  /token, /token/   Basic auth; service, scope, account, offline_token, client_id
 //	POST /token, /token/   OAuth2 form, grant_type=password
-//	GET  /healthz          no authentication
+//	GET  /healthz          liveness, no authentication
+//	GET  /readyz           readiness: 200 when the backend (Keystone) answers, else 503
+//	GET  /metrics          Prometheus text format, to metrics_network clients only
 //
-// Every reply is JSON. Users are authorized only within their own
-// namespace; admins and public namespaces come from the configuration.
+// Passwords are checked through three layers: a credential cache of recent
+// successes (cache_ttl), a brute-force backoff per user and per client
+// address that answers 429 with Retry-After and sends Keystone fewer
+// failures per user and keystone_lockout_window than its lockout threshold
+// (backoff_free, backoff_max, keystone_lockout_attempts,
+// keystone_lockout_window), and the backend.
+//
+// Every reply except /metrics is JSON. Users are authorized only within
+// their own namespace; admins and public namespaces come from the configuration.
 //
 // Logs go to stderr through log/slog: one "token" audit line per request
 // with the client, the subject, the requested and granted scopes and the
@@ -153,21 +163,47 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		if backend, err = NewUsersFile(cfg.UsersFile, log); err != nil {
 			return nil, nil, err
 		}
+	case "keystone":
+		if backend, err = NewKeystone(KeystoneConfig{
+			URL:          cfg.KeystoneURL,
+			UserDomain:   cfg.KeystoneUserDomain,
+			CAFile:       cfg.KeystoneCA,
+			Timeout:      cfg.KeystoneTimeout,
+			AdminRole:    cfg.AdminRole,
+			AdminProject: cfg.AdminProject,
+		}, log); err != nil {
+			return nil, nil, err
+		}
 	default:
 		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
+	// cache(backoff(counting(backend))): a cached password never meets the
+	// backoff, and only calls that reach the backend are counted.
+	metrics := NewMetrics(cfg.AuthBackend, buildVersion())
+	var ready Checker
+	if ch, ok := backend.(Checker); ok {
+		ready = ch
+	}
+	auth := NewCredentialCache(
+		NewBackoff(NewCountingBackend(backend, metrics), cfg.backoffConfig(), metrics),
+		CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
+		metrics)
 	services := make(map[string]bool, len(cfg.Services))
 	for _, s := range cfg.Services {
 		services[s] = true
 	}
 	return &Server{
-		auth:     NewCredentialCache(backend, cfg.CacheTTL, cfg.CacheSize),
-		policy:   policy,
-		issuer:   issuer,
-		services: services,
-		audit:    &Audit{log: log},
-		log:      log,
-		now:      time.Now,
+		auth:        auth,
+		policy:      policy,
+		issuer:      issuer,
+		services:    services,
+		audit:       &Audit{log: log},
+		log:         log,
+		now:         time.Now,
+		metrics:     metrics,
+		metricsNets: cfg.MetricsNetworks,
+		ready:       ready,
+		backendName: cfg.AuthBackend,
 	}, tlsr, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,10 @@ const (
 	maxClientIDBytes = 255
 )
 
+// readyTimeout bounds the backend check behind GET /readyz: a probe (SM,
+// pacemaker, a load balancer) wants an answer, not a hang.
+const readyTimeout = 2 * time.Second
+
 // Server answers the Docker token protocol: GET with Basic auth and the
 // OAuth2 POST form. It knows nothing of TLS or listening.
 type Server struct {
@@ -34,6 +39,11 @@ type Server struct {
 	audit    *Audit
 	log      *slog.Logger
 	now      func() time.Time
+
+	metrics     *Metrics       // may be nil in tests
+	metricsNets []netip.Prefix // who may GET /metrics; nil means loopback only
+	ready       Checker        // the backend's readiness check, or nil
+	backendName string         // "users" or "keystone", for /readyz replies
 }
 
 // Handler routes the token server's few paths. Every reply, errors and 404s
@@ -43,6 +53,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("/token/{$}", s.token) // StarlingX clients use the slash
 	mux.HandleFunc("/healthz", s.healthz)
+	mux.HandleFunc("/readyz", s.readyz)
+	m, nets := s.metrics, s.metricsNets
+	if m == nil {
+		m = NewMetrics(s.backendName, "")
+	}
+	if nets == nil {
+		nets = defaultMetricsNetworks
+	}
+	mux.Handle("/metrics", MetricsHandler(m, nets))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
@@ -56,6 +75,41 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz is the readiness probe: 200 when the backend (if it can tell)
+// answers within readyTimeout, 503 otherwise. /healthz stays liveness only.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return
+	}
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		errc := make(chan error, 1) // buffered: a check that overruns does not leak a blocked goroutine
+		go func() { errc <- s.ready.Ready(ctx) }()
+		var err error
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			s.log.Warn("readiness check failed", "backend", s.backendName, "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": s.backendName + " unreachable"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// finish writes the audit line for one token request and counts it.
+func (s *Server) finish(rec auditRecord) {
+	s.audit.Token(rec)
+	denied := rec.status == http.StatusOK && len(rec.requested) > 0 && len(rec.granted) == 0
+	s.metrics.Request(requestResult(rec.status, denied))
 }
 
 // tokenRequest is one parsed request, from either form of the protocol.
@@ -97,6 +151,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		req, err = s.parsePost(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
+		s.metrics.Request("bad_request")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET or POST")
 		return
 	}
@@ -113,7 +168,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="stx-token-server", charset="UTF-8"`)
 		}
 		rec.status, rec.reason = re.status, re.msg
-		s.audit.Token(rec)
+		s.finish(rec)
 		writeError(w, re.status, re.code, re.msg)
 		return
 	}
@@ -122,7 +177,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	id, err := s.auth.Authenticate(r.Context(), req.creds)
 	if err != nil {
 		status, code, msg := http.StatusUnauthorized, "invalid_grant", "invalid username or password"
-		if !errors.Is(err, ErrBadCredentials) {
+		var ra *RetryAfterError
+		switch {
+		case errors.Is(err, ErrBadCredentials):
+		case errors.As(err, &ra):
+			secs := retryAfterSeconds(ra.After)
+			w.Header().Set("Retry-After", fmt.Sprint(secs))
+			status, code, msg = http.StatusTooManyRequests, "slow_down", fmt.Sprintf("too many failed logins, retry after %d seconds", secs)
+		default:
 			status, code, msg = http.StatusServiceUnavailable, "temporarily_unavailable", "authentication backend unavailable, try again later"
 			s.log.Error("authentication backend failed", "err", err)
 		}
@@ -130,7 +192,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="stx-token-server", charset="UTF-8"`)
 		}
 		rec.status, rec.reason = status, msg
-		s.audit.Token(rec)
+		s.finish(rec)
 		writeError(w, status, code, msg)
 		return
 	}
@@ -140,12 +202,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
-		s.audit.Token(rec)
+		s.finish(rec)
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error")
 		return
 	}
 	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
-	s.audit.Token(rec)
+	s.finish(rec)
 
 	resp := tokenResponse{
 		Token:       tok.Raw,
@@ -165,6 +227,12 @@ type tokenResponse struct {
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope,omitempty"`
+}
+
+// retryAfterSeconds is d in whole seconds for the Retry-After header,
+// rounded up and at least 1.
+func retryAfterSeconds(d time.Duration) int64 {
+	return max(1, int64((d+time.Second-1)/time.Second))
 }
 
 // parseGet reads the Docker token GET: Basic auth and query parameters

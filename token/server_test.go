@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -63,6 +66,7 @@ func newTestServer(t testing.TB, auth Authenticator) (*Server, *strings.Builder)
 		audit:    &Audit{log: log},
 		log:      log,
 		now:      time.Now,
+		metrics:  NewMetrics("users", "test"),
 	}, logs
 }
 
@@ -315,5 +319,99 @@ func FuzzTokenRequest(f *testing.F) {
 			t.Fatalf("reply is not JSON: %q", w.Body.String())
 		}
 		io.Discard.Write(w.Body.Bytes())
+	})
+}
+
+// The backoff's (or Keystone's) "slow down" is a 429 with Retry-After in
+// whole seconds, rounded up, and a JSON body.
+func TestRetryAfterIs429(t *testing.T) {
+	tests := []struct {
+		after time.Duration
+		want  string
+	}{
+		{1500 * time.Millisecond, "2"}, {time.Second, "1"}, {time.Millisecond, "1"}, {0, "1"}, {30 * time.Minute, "1800"},
+	}
+	for _, tt := range tests {
+		s, logs := newTestServer(t, &fakeAuth{err: fmt.Errorf("backoff: %w", &RetryAfterError{After: tt.after})})
+		for _, req := range []*http.Request{
+			get("service="+url.QueryEscape(testService), basic("alice", "pw")),
+			post("grant_type=password&username=alice&password=pw&service="+url.QueryEscape(testService), "application/x-www-form-urlencoded"),
+		} {
+			r := do(t, s.Handler(), req)
+			if r.status != 429 || r.header.Get("Retry-After") != tt.want || r.body["error"] != "slow_down" {
+				t.Errorf("%v: got %d Retry-After %q %v, want 429 %s slow_down", tt.after, r.status, r.header.Get("Retry-After"), r.body, tt.want)
+			}
+		}
+		if s.metrics.requests[4].Load() != 2 || !strings.Contains(logs.String(), `"status":429`) {
+			t.Errorf("429 not counted as rate_limited or not audited")
+		}
+	}
+}
+
+// Every token request is counted once, by result.
+func TestTokenMetrics(t *testing.T) {
+	s, _ := newTestServer(t, &fakeAuth{users: map[string]string{"alice": "pw-a"}})
+	h := s.Handler()
+	svc := "service=" + url.QueryEscape(testService)
+	do(t, h, get(svc+"&scope=repository:alice/x:pull", basic("alice", "pw-a"))) // granted
+	do(t, h, get(svc, basic("alice", "pw-a")))                                  // granted: nothing asked
+	do(t, h, get(svc+"&scope=repository:bob/x:push", basic("alice", "pw-a")))   // denied
+	do(t, h, get(svc, basic("alice", "bad")))                                   // unauthorized
+	do(t, h, get("", basic("alice", "pw-a")))                                   // bad_request
+	do(t, h, httptest.NewRequest("PUT", "/token", nil))                         // bad_request
+	want := [len(requestResults)]uint64{2, 1, 2, 1, 0, 0, 0}
+	for i := range want {
+		if got := s.metrics.requests[i].Load(); got != want[i] {
+			t.Errorf("%s: %d, want %d", requestResults[i], got, want[i])
+		}
+	}
+}
+
+// fakeChecker is a backend readiness check.
+type fakeChecker struct{ err error }
+
+func (f fakeChecker) Ready(ctx context.Context) error {
+	if f.err == errHang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return f.err
+}
+
+var errHang = errors.New("hang")
+
+func TestReadyz(t *testing.T) {
+	tests := []struct {
+		name   string
+		ready  Checker
+		status int
+		body   map[string]any
+	}{
+		{"no checker", nil, 200, map[string]any{"status": "ready"}},
+		{"ready", fakeChecker{}, 200, map[string]any{"status": "ready"}},
+		{"down", fakeChecker{errors.New("dial tcp: connection refused")}, 503, map[string]any{"status": "unavailable", "reason": "keystone unreachable"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestServer(t, &fakeAuth{})
+			s.ready, s.backendName = tt.ready, "keystone"
+			r := do(t, s.Handler(), httptest.NewRequest("GET", "/readyz", nil))
+			if r.status != tt.status || fmt.Sprint(r.body) != fmt.Sprint(tt.body) {
+				t.Fatalf("got %d %v, want %d %v", r.status, r.body, tt.status, tt.body)
+			}
+		})
+	}
+}
+
+// A backend that hangs makes /readyz answer 503 after readyTimeout.
+func TestReadyzTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := newTestServer(t, &fakeAuth{})
+		s.ready, s.backendName = fakeChecker{errHang}, "keystone"
+		start := time.Now()
+		r := do(t, s.Handler(), httptest.NewRequest("GET", "/readyz", nil))
+		if r.status != 503 || time.Since(start) != readyTimeout {
+			t.Fatalf("got %d after %v", r.status, time.Since(start))
+		}
 	})
 }
