@@ -1,0 +1,947 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Settings and bounds of the Keystone end-to-end test.
+const (
+	// keystoneStartWait bounds ops/test-keystone.sh: db_sync, the key
+	// repositories and the bootstrap take 15-30 s on a busy 2-core machine,
+	// then GET /v3 must answer 200.
+	keystoneStartWait = 90 * time.Second
+	// keystoneCallTimeout bounds one admin REST call; Keystone under
+	// wsgiref serves one request at a time.
+	keystoneCallTimeout = 30 * time.Second
+	// keystoneWriteTries is how often an admin call is tried: the sqlite
+	// backend sometimes answers 500 to a write.
+	keystoneWriteTries = 5
+
+	// ksTimeout is both token servers' keystone_timeout.
+	ksTimeout = 3 * time.Second
+	// shortCacheTTL is the cache_ttl of the token server the account-change
+	// test talks to; the registry's token server keeps the default (5m), so
+	// that the call-count phases all fall within one TTL.
+	shortCacheTTL = 3 * time.Second
+	// accountChangeWait bounds how long after a change in Keystone the
+	// short-TTL token server may still accept the old credentials: the TTL
+	// plus a generous margin for a loaded machine.
+	accountChangeWait = shortCacheTTL + 15*time.Second
+	// pollInterval is the pause between attempts while waiting for a change.
+	pollInterval = 250 * time.Millisecond
+	// unavailableMargin is added to keystone_timeout for a cold login while
+	// Keystone is down: not a tight wall-clock bound, it only catches a
+	// token server that hangs instead of answering 503.
+	unavailableMargin = 10 * time.Second
+	// accessLogWait bounds waiting for Keystone's request lines: wsgiref
+	// writes a request's line after it has answered it.
+	accessLogWait = 5 * time.Second
+	// accessLogSettle is how long the access log is given after the
+	// expected lines arrived, so that unexpected extra lines are seen too.
+	accessLogSettle = 500 * time.Millisecond
+
+	// The sizes of the call-count phases.
+	sequentialRequests  = 1000
+	concurrentRequests  = 64
+	badPasswordRequests = 300
+)
+
+// The backoff configuration given to the token servers, and the Keystone
+// lockout it must stay under (ops/test-keystone.sh sets
+// lockout_failure_attempts 5 and lockout_duration 1800).
+const (
+	backoffFree             = 3
+	backoffMax              = 5 * time.Minute
+	lockoutAttempts         = 5
+	lockoutWindow           = 30 * time.Minute
+	keystoneLockoutFailures = 5
+)
+
+// Fixed parameters of the token server's backoff policy, as documented on
+// token.Backoff: the first hold is one second and doubles per failure, and
+// 15 minutes without a failure forget the count.
+const (
+	backoffBase   = time.Second
+	backoffForget = 15 * time.Minute
+)
+
+// The Keystone objects the test creates.
+const (
+	adminProject = "registry-admins"
+	adminRole    = "registry-admin"
+)
+
+// keystoneUsers are created in Keystone, each with a random password:
+// kuser1 and kuser2 drive the clients and the account changes, kadmin holds
+// adminRole on adminProject, kseq, kconc and kbad are the call-count phases'
+// users, and kcold logs in for the first time while Keystone is down.
+var keystoneUsers = []string{"kuser1", "kuser2", "kadmin", "kseq", "kconc", "kbad", "kcold"}
+
+// keystone is a throwaway Keystone run by ops/test-keystone.sh.
+type keystone struct {
+	url           string // http://127.0.0.1:PORT/v3
+	dir           string // test-keystone.sh's DIR: config, database, keystone.log
+	accessLog     string // keystone-wsgi-public's standard error: one line per request
+	adminPassword string
+	client        *http.Client
+	cmd           *exec.Cmd
+	done          chan struct{} // closed when the process has exited
+
+	adminToken string
+	userIDs    map[string]string
+}
+
+// startKeystone starts ops/test-keystone.sh on a free loopback port and
+// waits until GET /v3 answers 200. The test's cleanup stops it by its PID.
+func startKeystone(t *testing.T) *keystone {
+	t.Helper()
+	needTool(t, "keystone-manage", "keystone-wsgi-public")
+	base := t.TempDir()
+	addr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	k := &keystone{
+		url:           "http://" + addr + "/v3",
+		dir:           filepath.Join(base, "keystone"),
+		accessLog:     filepath.Join(base, "keystone-access.log"),
+		adminPassword: randomHex(12),
+		client:        &http.Client{Timeout: keystoneCallTimeout},
+		done:          make(chan struct{}),
+		userIDs:       map[string]string{},
+	}
+	logf, err := os.Create(k.accessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The script execs keystone-wsgi-public, so this PID is Keystone's.
+	k.cmd = exec.Command("sh", filepath.Join(moduleRoot, "ops", "test-keystone.sh"), k.dir, port, k.adminPassword)
+	k.cmd.Stdout, k.cmd.Stderr = logf, logf
+	k.cmd.SysProcAttr = dieWithTest()
+	if err := k.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("starting ops/test-keystone.sh: %v", err)
+	}
+	go func() {
+		k.cmd.Wait()
+		logf.Close()
+		close(k.done)
+	}()
+	t.Cleanup(func() {
+		k.stop()
+		if t.Failed() {
+			t.Logf("keystone.log (tail):\n%s", tailFile(filepath.Join(k.dir, "keystone.log")))
+			t.Logf("keystone access log (tail):\n%s", tailFile(k.accessLog))
+		}
+	})
+
+	deadline := time.Now().Add(keystoneStartWait)
+	for {
+		select {
+		case <-k.done:
+			t.Fatalf("ops/test-keystone.sh exited at start: %v\n%s\n%s", k.cmd.ProcessState,
+				tailFile(k.accessLog), tailFile(filepath.Join(k.dir, "keystone-manage.log")))
+		default:
+		}
+		if resp, err := k.client.Get(k.url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return k
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keystone did not answer GET %s with 200 within %v:\n%s", k.url, keystoneStartWait, tailFile(k.accessLog))
+		}
+		time.Sleep(healthPoll)
+	}
+}
+
+// stop sends SIGTERM to Keystone (by its PID) and waits, killing it after
+// stopWait. Stopping a stopped Keystone does nothing.
+func (k *keystone) stop() {
+	select {
+	case <-k.done:
+		return
+	default:
+	}
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.done:
+	case <-time.After(stopWait):
+		_ = k.cmd.Process.Kill()
+		<-k.done
+	}
+}
+
+// tailFile is the end of a log file, for failure messages.
+func tailFile(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > logTailBytes {
+		b = b[len(b)-logTailBytes:]
+	}
+	return string(b)
+}
+
+// passwordAuth is the body of a password login, scoped to a project of
+// the Default domain unless project is "".
+func passwordAuth(user, password, project string) map[string]any {
+	auth := map[string]any{
+		"identity": map[string]any{
+			"methods": []string{"password"},
+			"password": map[string]any{"user": map[string]any{
+				"name": user, "domain": map[string]string{"name": "Default"}, "password": password,
+			}},
+		},
+	}
+	if project != "" {
+		auth["scope"] = map[string]any{"project": map[string]any{"name": project, "domain": map[string]string{"name": "Default"}}}
+	}
+	return map[string]any{"auth": auth}
+}
+
+// call sends one JSON request to Keystone, with the admin token once there
+// is one, and tries again while Keystone answers 500 (sqlite). It returns
+// the last status, headers and body.
+func (k *keystone) call(t testing.TB, method, path string, body any) (int, http.Header, []byte) {
+	t.Helper()
+	var payload []byte
+	if body != nil {
+		payload = mustJSON(t, body)
+	}
+	var (
+		status int
+		header http.Header
+		out    []byte
+	)
+	for try := 1; try <= keystoneWriteTries; try++ {
+		req, err := http.NewRequest(method, k.url+path, bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if k.adminToken != "" {
+			req.Header.Set("X-Auth-Token", k.adminToken)
+		}
+		resp, err := k.client.Do(req)
+		if err != nil {
+			t.Fatalf("keystone %s %s: %v", method, path, err)
+		}
+		out, err = io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("keystone %s %s: reading the body: %v", method, path, err)
+		}
+		status, header = resp.StatusCode, resp.Header
+		if status != http.StatusInternalServerError {
+			break
+		}
+		t.Logf("keystone %s %s: 500 (try %d of %d)", method, path, try, keystoneWriteTries)
+		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+	}
+	return status, header, out
+}
+
+// login is the status of a password login straight to Keystone, unscoped.
+func (k *keystone) login(t testing.TB, user, password string) int {
+	t.Helper()
+	status, _, _ := k.call(t, http.MethodPost, "/auth/tokens", passwordAuth(user, password, ""))
+	return status
+}
+
+// authenticateAdmin gets the bootstrap admin's token, scoped to project
+// "admin", for the calls that follow.
+func (k *keystone) authenticateAdmin(t testing.TB) {
+	t.Helper()
+	status, header, body := k.call(t, http.MethodPost, "/auth/tokens", passwordAuth("admin", k.adminPassword, "admin"))
+	if status != http.StatusCreated || header.Get("X-Subject-Token") == "" {
+		t.Fatalf("keystone admin login: status %d: %s", status, body)
+	}
+	k.adminToken = header.Get("X-Subject-Token")
+}
+
+// create makes one user, project or role (kind "users", "projects",
+// "roles") and returns its ID. A 409 after a 500 means the write did
+// happen: the object is then looked up by name.
+func (k *keystone) create(t testing.TB, kind, name string, fields map[string]any) string {
+	t.Helper()
+	singular := strings.TrimSuffix(kind, "s")
+	obj := map[string]any{"name": name}
+	for f, v := range fields {
+		obj[f] = v
+	}
+	status, _, body := k.call(t, http.MethodPost, "/"+kind, map[string]any{singular: obj})
+	switch status {
+	case http.StatusCreated:
+		var v map[string]struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &v); err != nil || v[singular].ID == "" {
+			t.Fatalf("keystone create %s %s: no id in %s (%v)", singular, name, body, err)
+		}
+		return v[singular].ID
+	case http.StatusConflict:
+		status, _, body = k.call(t, http.MethodGet, "/"+kind+"?name="+url.QueryEscape(name), nil)
+		var v map[string][]struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &v); status != http.StatusOK || err != nil || len(v[kind]) != 1 {
+			t.Fatalf("keystone look up %s %s: status %d: %s (%v)", singular, name, status, body, err)
+		}
+		return v[kind][0].ID
+	}
+	t.Fatalf("keystone create %s %s: status %d: %s", singular, name, status, body)
+	return ""
+}
+
+// updateUser PATCHes user's fields, e.g. {"enabled": false}.
+func (k *keystone) updateUser(t testing.TB, user string, fields map[string]any) {
+	t.Helper()
+	status, _, body := k.call(t, http.MethodPatch, "/users/"+k.userIDs[user], map[string]any{"user": fields})
+	if status != http.StatusOK {
+		t.Fatalf("keystone update user %s: status %d: %s", user, status, body)
+	}
+}
+
+// populate creates keystoneUsers, each with a new random password stored
+// in passwords, and gives kadmin adminRole on adminProject.
+func (k *keystone) populate(t testing.TB, passwords map[string]string) {
+	t.Helper()
+	k.authenticateAdmin(t)
+	for _, u := range keystoneUsers {
+		passwords[u] = randomHex(12)
+		k.userIDs[u] = k.create(t, "users", u, map[string]any{
+			"domain_id": "default", "enabled": true, "password": passwords[u],
+		})
+	}
+	project := k.create(t, "projects", adminProject, map[string]any{"domain_id": "default"})
+	role := k.create(t, "roles", adminRole, nil)
+	status, _, body := k.call(t, http.MethodPut, "/projects/"+project+"/users/"+k.userIDs["kadmin"]+"/roles/"+role, nil)
+	if status != http.StatusNoContent && status != http.StatusOK {
+		t.Fatalf("keystone assign %s on %s to kadmin: status %d: %s", adminRole, adminProject, status, body)
+	}
+}
+
+// authPosts counts the password logins Keystone has logged: its access
+// log has one line per request, e.g.
+// 127.0.0.1 - - [29/Nov/2026 22:53:00] "POST /v3/auth/tokens HTTP/1.1" 201 1220
+func (k *keystone) authPosts(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(k.accessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte(`"POST /v3/auth/tokens `))
+}
+
+// startKeystoneEnv starts a registry and two token servers that check
+// passwords against k, with the same signing key and service:
+//   - e, the registry's realm, with the default cache_ttl;
+//   - short, with cache_ttl shortCacheTTL, for direct token requests only.
+//
+// Both share e's passwords map, so a password changed for one is changed
+// for the other.
+func startKeystoneEnv(t *testing.T, k *keystone) (e, short *env) {
+	t.Helper()
+	needTool(t, "openssl")
+	e, err := newEnv()
+	if err != nil {
+		t.Fatalf("laying out the daemons: %v", err)
+	}
+	s := *e
+	short = &s
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("token server log (tail):\n%s", e.token.tail())
+			t.Logf("short-TTL token server log (tail):\n%s", short.token.tail())
+			t.Logf("registry log (tail):\n%s", e.registry.tail())
+		}
+		if short.token != nil {
+			short.token.stop()
+		}
+		e.stop()
+		os.RemoveAll(e.dir)
+	})
+	if short.tokenAddr, err = freeAddr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// demo-config.sh writes a users-file configuration: keep everything
+	// but the backend.
+	raw, err := os.ReadFile(e.tokenConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		if kw, _, _ := strings.Cut(line, " "); kw == "auth_backend" || kw == "users_file" {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	kept = append(kept,
+		"log_format json",
+		"reserved_namespace platform",
+		"auth_backend keystone",
+		"keystone_url "+k.url,
+		"keystone_timeout "+ksTimeout.String(),
+		"admin_role "+adminRole,
+		"admin_project "+adminProject,
+		"backoff_free "+strconv.Itoa(backoffFree),
+		"backoff_max "+backoffMax.String(),
+		"keystone_lockout_attempts "+strconv.Itoa(lockoutAttempts),
+		"keystone_lockout_window "+lockoutWindow.String(),
+	)
+	conf := strings.Join(kept, "\n") + "\n"
+	writeFile(t, e.tokenConf(), []byte(conf))
+	shortConf := filepath.Join(e.dir, "stx-token-server-short.conf")
+	conf = strings.Replace(conf, "listen "+e.tokenAddr+"\n", "listen "+short.tokenAddr+"\n", 1)
+	writeFile(t, shortConf, []byte(conf+"cache_ttl "+shortCacheTTL.String()+"\n"))
+
+	if err := e.start(); err != nil {
+		t.Fatalf("starting the daemons: %v", err)
+	}
+	short.token, err = startDaemon(filepath.Join(binDir, "stx-token-server"), shortConf, filepath.Join(e.dir, "token-short.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := short.waitHealthy(short.tokenAddr, short.token); err != nil {
+		t.Fatalf("short-TTL stx-token-server: %v\nlog:\n%s", err, short.token.tail())
+	}
+	return e, short
+}
+
+// tokenAttempt is tokenGet for goroutines and other clients: a transport
+// error is returned, not fatal.
+func (e *env) tokenAttempt(c *http.Client, user, password string, scopes ...string) (reply, error) {
+	q := url.Values{"service": {e.service()}, "account": {user}, "client_id": {"e2e"}}
+	for _, s := range scopes {
+		q.Add("scope", s)
+	}
+	req, err := http.NewRequest(http.MethodGet, e.realm()+"?"+q.Encode(), nil)
+	if err != nil {
+		return reply{}, err
+	}
+	req.SetBasicAuth(user, password)
+	resp, err := c.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
+	return reply{status: resp.StatusCode, header: resp.Header, body: body}, err
+}
+
+// getPath sends GET https://TOKEN_SERVER+path.
+func (e *env) getPath(t testing.TB, path string) reply {
+	t.Helper()
+	return e.do(t, newRequest(t, http.MethodGet, "https://"+e.tokenAddr+path, nil))
+}
+
+// metric sums the samples of the named metric on the token server whose
+// labels include every one of labels, e.g. `backend="keystone"`.
+func (e *env) metric(t testing.TB, name string, labels ...string) int {
+	t.Helper()
+	r := e.getPath(t, "/metrics")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics: status %d: %s", r.status, r.body)
+	}
+	var sum float64
+	sc := bufio.NewScanner(bytes.NewReader(r.body))
+	for sc.Scan() {
+		line := sc.Text()
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		metric, lbls, _ := strings.Cut(series, "{")
+		if metric != name || !allContained(lbls, labels) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("GET /metrics: %q: %v", line, err)
+		}
+		sum += v
+	}
+	return int(sum)
+}
+
+func allContained(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// postsPerLogin is how many POST /v3/auth/tokens one successful Keystone
+// call of the token server makes with admin_role set: the password login,
+// then its rescope to admin_project (token/keystone.go). A refused password
+// is one POST.
+const postsPerLogin = 2
+
+// callCount is how many Keystone calls the token server counted, by
+// result, and how many POST /v3/auth/tokens Keystone logged.
+type callCount struct{ success, failed, log int }
+
+// calls is the number of calls that reached Keystone, by the metrics.
+func (c callCount) calls() int { return c.success + c.failed }
+
+// wantLog is how many POSTs Keystone must have logged for c's calls.
+func (c callCount) wantLog() int { return c.success*postsPerLogin + c.failed }
+
+func (c callCount) String() string {
+	return fmt.Sprintf("%d (%d succeeded, %d failed) by the token server's metrics; %d POST /v3/auth/tokens in Keystone's log, %d expected from the metrics",
+		c.calls(), c.success, c.failed, c.log, c.wantLog())
+}
+
+// mark reads both counters at the start of a phase, after giving the
+// access log time to receive the lines of earlier requests.
+func (k *keystone) mark(t testing.TB, e *env) callCount {
+	t.Helper()
+	time.Sleep(accessLogSettle)
+	return k.calls(t, e)
+}
+
+// calls reads both counters now.
+func (k *keystone) calls(t testing.TB, e *env) callCount {
+	t.Helper()
+	all := e.metric(t, "stx_backend_calls_total", `backend="keystone"`)
+	ok := e.metric(t, "stx_backend_calls_total", `backend="keystone"`, `result="success"`)
+	return callCount{success: ok, failed: all - ok, log: k.authPosts(t)}
+}
+
+// callsSince returns the calls made since mark, giving Keystone's log time
+// to catch up with the metrics: wsgiref logs a request after answering it.
+func (k *keystone) callsSince(t testing.TB, e *env, mark callCount) callCount {
+	t.Helper()
+	now := k.calls(t, e)
+	c := callCount{success: now.success - mark.success, failed: now.failed - mark.failed}
+	deadline := time.Now().Add(accessLogWait)
+	for k.authPosts(t)-mark.log < c.wantLog() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(accessLogSettle)
+	c.log = k.authPosts(t) - mark.log
+	return c
+}
+
+// maxBackendFailures is the most bad-password calls the token server's
+// backoff lets through to Keystone for one user within elapsed of the
+// first, when all of n attempts fail and each comes as early as allowed.
+// It repeats the arithmetic of the policy documented on token.Backoff,
+// from this test's configuration: after the k-th failure, k ≥ free, the
+// user is held min(1s·2^(k−free), max); after lockout_attempts−1 failures
+// without a success the user is held for the lockout window.
+func maxBackendFailures(n int, elapsed time.Duration) int {
+	var at time.Duration // time of the next call, from the first
+	fails, lockFails, calls := 0, 0, 0
+	for calls < n && at <= elapsed {
+		calls++
+		fails++
+		lockFails++
+		next := at
+		if fails >= backoffFree {
+			next = at + min(backoffBase<<min(fails-backoffFree, 30), backoffMax)
+		}
+		if lockoutAttempts > 0 && lockFails >= lockoutAttempts-1 {
+			next = max(next, at+lockoutWindow)
+		}
+		if next-at >= backoffForget {
+			fails = 0
+		}
+		if next-at >= lockoutWindow {
+			lockFails = 0
+		}
+		at = next
+	}
+	return calls
+}
+
+// fromAddress returns a copy of c whose connections come from the
+// loopback address ip (e.g. 127.0.0.2), so that the token server's
+// per-address backoff for it does not hold the rest of the test.
+func fromAddress(t testing.TB, c *http.Client, ip string) *http.Client {
+	t.Helper()
+	tr := c.Transport.(*http.Transport).Clone()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: httpTimeout}
+	tr.DialContext = d.DialContext
+	cc := *c
+	cc.Transport = tr
+	return &cc
+}
+
+// TestKeystone runs both daemons against a real Keystone: real clients log
+// in as Keystone users, a Keystone role makes an admin, account changes in
+// Keystone reach the registry after the cache TTL, the credential cache,
+// the single flight and the backoff bound the calls Keystone sees (counted
+// by the token server and by Keystone itself), and a Keystone outage
+// leaves recently verified users working.
+func TestKeystone(t *testing.T) {
+	k := startKeystone(t)
+	passwords := map[string]string{}
+	k.populate(t, passwords)
+	e, short := startKeystoneEnv(t, k)
+	for u, p := range passwords {
+		e.passwords[u] = p // short shares the map
+	}
+
+	t.Run("Ready", func(t *testing.T) {
+		for _, x := range []*env{e, short} {
+			if r := x.getPath(t, "/readyz"); r.status != http.StatusOK {
+				t.Errorf("token server %s: GET /readyz with Keystone up: status %d: %s", x.tokenAddr, r.status, r.body)
+			}
+		}
+	})
+	t.Run("Clients", func(t *testing.T) { testKeystoneClients(t, e) })
+	t.Run("Namespaces", func(t *testing.T) { testKeystoneNamespaces(t, e) })
+	t.Run("SequentialCalls", func(t *testing.T) { testKeystoneSequential(t, k, e) })
+	t.Run("ConcurrentCalls", func(t *testing.T) { testKeystoneConcurrent(t, k, e) })
+	t.Run("BadPasswords", func(t *testing.T) { testKeystoneBadPasswords(t, k, e, short) })
+	t.Run("AccountChanges", func(t *testing.T) { testKeystoneAccountChanges(t, k, short) })
+	// Last: it stops Keystone.
+	t.Run("KeystoneDown", func(t *testing.T) { testKeystoneDown(t, k, e) })
+}
+
+// testKeystoneClients: skopeo pushes and copies back as kuser1, podman logs
+// in, pushes and pulls as kuser2, ctr pulls as kuser1.
+func testKeystoneClients(t *testing.T, e *env) {
+	h := newClientHome(t)
+	im := newImage(t, "v1")
+	e.mustPush(t, h, "kuser1", im, "kuser1/app:v1")
+	dir, r := e.skopeoPull(t, h, "kuser1", "kuser1/app:v1")
+	if r.err != nil {
+		t.Fatalf("skopeo copy kuser1/app:v1 back as kuser1: %v\n%s", r.err, r.output)
+	}
+	digest, layers := layoutManifest(t, dir, "pulled")
+	if digest != im.manifest.Digest || !slices.Equal(layers, im.layerDigests()) {
+		t.Errorf("skopeo pulled %s %v, pushed %s %v", digest, layers, im.manifest.Digest, im.layerDigests())
+	}
+
+	ph := newClientHome(t)
+	ref := e.registryAddr + "/kuser2/podman:v1"
+	mustOK(t, ph.podmanInput(t, e.passwords["kuser2"]+"\n", "login", "--cert-dir", e.certDir(), "-u", "kuser2", "--password-stdin", e.registryAddr), "podman login as kuser2")
+	pim := newImage(t, "v1")
+	id := lastLine(mustOK(t, ph.podman(t, "pull", "--signature-policy", ph.policy, pim.ref()), "podman pull "+pim.ref()))
+	mustOK(t, ph.podman(t, "tag", id, ref), "podman tag")
+	digestFile := filepath.Join(ph.dir, "digest")
+	mustOK(t, ph.podman(t, "push", "--cert-dir", e.certDir(), "--digestfile", digestFile, ref), "podman push as kuser2")
+	pushed, err := os.ReadFile(digestFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, ph.podman(t, "rmi", "--force", "--all"), "podman rmi")
+	mustOK(t, ph.podman(t, "pull", "--cert-dir", e.certDir(), "--signature-policy", ph.policy, ref), "podman pull as kuser2")
+	out := mustOK(t, ph.podman(t, "image", "inspect", "--format", "{{.ID}} {{.Digest}}", ref), "podman image inspect")
+	if got, want := lastLine(out), id+" "+strings.TrimSpace(string(pushed)); got != want {
+		t.Errorf("podman pulled %q (ID digest), pushed %q", got, want)
+	}
+
+	c := startContainerd(t)
+	cref := e.registryAddr + "/kuser1/app:v1"
+	if r := c.ctr(t, "images", "pull", "--snapshotter", "native", "--user", e.creds("kuser1"), "--hosts-dir", e.hostsDir(t), cref); r.err != nil {
+		t.Fatalf("ctr images pull %s as kuser1: %v\n%s", cref, r.err, r.output)
+	}
+	if out := c.ctr(t, "images", "ls"); out.err != nil || !strings.Contains(out.output, im.manifest.Digest) {
+		t.Errorf("ctr images ls does not list %s at %s: %v\n%s", cref, im.manifest.Digest, out.err, out.output)
+	}
+}
+
+// testKeystoneNamespaces: users stay in their own namespace; kadmin, an
+// admin only through its Keystone role (admin_user does not name it),
+// pushes into a reserved namespace and another user's, and reads the
+// catalog, which kuser1 may not.
+func testKeystoneNamespaces(t *testing.T, e *env) {
+	h := newClientHome(t)
+	im := newImage(t, "v1")
+	for _, c := range []struct {
+		user, repo string
+		ok         bool
+	}{
+		{"kuser1", "kuser2/x:v1", false},
+		{"kuser1", "platform/kx:v1", false},
+		{"kadmin", "platform/kx:v1", true},
+		{"kadmin", "kuser1/fromadmin:v1", true},
+	} {
+		r := e.skopeoPush(t, h, c.user, im, c.repo)
+		if (r.err == nil) != c.ok {
+			t.Errorf("skopeo push %s as %s: err %v, want success %v\n%s", c.repo, c.user, r.err, c.ok, r.output)
+		}
+		name, tag, _ := strings.Cut(c.repo, ":")
+		tok := e.tokenFor(t, "kadmin", "repository:"+name+":pull")
+		got := e.api(t, http.MethodHead, "/v2/"+name+"/manifests/"+tag, tok, nil, acceptManifest)
+		if ok := got.status == http.StatusOK; ok != c.ok {
+			t.Errorf("after %s pushed %s: HEAD manifest as kadmin: status %d", c.user, c.repo, got.status)
+		}
+	}
+
+	// What the token server grants, seen in the tokens themselves.
+	for _, c := range []struct {
+		user, repo string
+		want       []string
+	}{
+		{"kuser1", "kuser1/app", []string{"pull", "push"}},
+		{"kuser1", "kuser2/x", nil},
+		{"kuser1", "platform/kx", nil},
+		{"kadmin", "platform/kx", []string{"pull", "push"}},
+		{"kadmin", "kuser1/app", []string{"pull", "push"}},
+	} {
+		tok := e.tokenFor(t, c.user, "repository:"+c.repo+":pull,push")
+		if got := granted(t, tok, "repository", c.repo); !slices.Equal(got, c.want) {
+			t.Errorf("token for %s on %s grants %v, want %v", c.user, c.repo, got, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		user   string
+		status int
+	}{{"kadmin", http.StatusOK}, {"kuser1", http.StatusUnauthorized}} {
+		tok := e.tokenFor(t, c.user, "registry:catalog:*")
+		r := e.api(t, http.MethodGet, "/v2/_catalog", tok, nil, nil)
+		if r.status != c.status {
+			t.Errorf("GET /v2/_catalog as %s: status %d, want %d: %s", c.user, r.status, c.status, r.body)
+		}
+		if c.status == http.StatusOK && !bytes.Contains(r.body, []byte(`"kuser1/app"`)) {
+			t.Errorf("GET /v2/_catalog as kadmin does not list kuser1/app: %s", r.body)
+		}
+	}
+}
+
+// testKeystoneSequential: a thousand token requests for one user cost one
+// Keystone call.
+func testKeystoneSequential(t *testing.T, k *keystone, e *env) {
+	hits := e.metric(t, "stx_credential_cache_hits_total")
+	mark := k.mark(t, e)
+	for i := range sequentialRequests {
+		r, err := e.tokenAttempt(e.client, "kseq", e.passwords["kseq"], "repository:kseq/app:pull")
+		if err != nil || r.status != http.StatusOK {
+			t.Fatalf("token request %d for kseq: status %d, %v: %s", i+1, r.status, err, r.body)
+		}
+	}
+	got := k.callsSince(t, e, mark)
+	t.Logf("%d sequential token requests for kseq: Keystone calls %v", sequentialRequests, got)
+	if got.calls() != 1 || got.success != 1 || got.log != got.wantLog() {
+		t.Errorf("%d sequential token requests for one user: Keystone calls %v; want exactly 1, logged by Keystone too", sequentialRequests, got)
+	}
+	if h := e.metric(t, "stx_credential_cache_hits_total") - hits; h < sequentialRequests-1 {
+		t.Errorf("stx_credential_cache_hits_total grew by %d, want at least %d", h, sequentialRequests-1)
+	}
+}
+
+// testKeystoneConcurrent: 64 concurrent requests for a user nobody has
+// verified yet cost one Keystone call.
+func testKeystoneConcurrent(t *testing.T, k *keystone, e *env) {
+	mark := k.mark(t, e)
+	var (
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+		statuses = make([]int, concurrentRequests)
+		errs     = make([]error, concurrentRequests)
+	)
+	for i := range concurrentRequests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := e.tokenAttempt(e.client, "kconc", e.passwords["kconc"], "repository:kconc/app:pull")
+			statuses[i], errs[i] = r.status, err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range concurrentRequests {
+		if errs[i] != nil || statuses[i] != http.StatusOK {
+			t.Errorf("concurrent token request %d for kconc: status %d, %v", i, statuses[i], errs[i])
+		}
+	}
+	got := k.callsSince(t, e, mark)
+	t.Logf("%d concurrent cold token requests for kconc: Keystone calls %v", concurrentRequests, got)
+	if got.calls() != 1 || got.success != 1 || got.log != got.wantLog() {
+		t.Errorf("%d concurrent cold token requests for one user: Keystone calls %v; want exactly 1, logged by Keystone too", concurrentRequests, got)
+	}
+}
+
+// testKeystoneBadPasswords: 300 guesses for one user from one address
+// reach Keystone at most as often as the backoff policy allows, fewer
+// times than Keystone's lockout; the client sees 401 then 429 with
+// Retry-After, always JSON; and the user is not locked out in Keystone.
+// The guesses come from 127.0.0.2 so that the address's hold does not
+// touch the rest of the test.
+func testKeystoneBadPasswords(t *testing.T, k *keystone, e, short *env) {
+	c := fromAddress(t, e.client, "127.0.0.2")
+	mark := k.mark(t, e)
+	counts := map[int]int{}
+	var sawRetryAfter bool
+	first := time.Now()
+	for i := range badPasswordRequests {
+		// A different guess each time, as a real attacker sends: a repeat
+		// of the same one is answered as a duplicate without a call.
+		r, err := e.tokenAttempt(c, "kbad", fmt.Sprintf("wrong-%d-%s", i, e.passwords["kbad"]), "repository:kbad/app:pull")
+		if err != nil {
+			t.Fatalf("bad-password request %d: %v", i+1, err)
+		}
+		counts[r.status]++
+		if _, ok := jsonError(r); !ok {
+			t.Errorf("bad-password request %d: status %d, not a JSON error: %q", i+1, r.status, r.body)
+		}
+		switch r.status {
+		case http.StatusUnauthorized:
+			if sawRetryAfter {
+				// A 401 after a 429 is a call let through after a hold.
+				t.Logf("bad-password request %d: 401 after a 429", i+1)
+			}
+		case http.StatusTooManyRequests:
+			ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+			if err != nil || ra <= 0 {
+				t.Errorf("bad-password request %d: 429 with Retry-After %q, want a positive number of seconds", i+1, r.header.Get("Retry-After"))
+			}
+			sawRetryAfter = true
+		default:
+			t.Fatalf("bad-password request %d: status %d, want 401 or 429: %s", i+1, r.status, r.body)
+		}
+		if i == 0 && r.status != http.StatusUnauthorized {
+			t.Errorf("first bad-password request: status %d, want 401", r.status)
+		}
+	}
+	elapsed := time.Since(first)
+	got := k.callsSince(t, e, mark)
+	bound := maxBackendFailures(badPasswordRequests, elapsed)
+	t.Logf("%d bad-password requests for kbad in %v: statuses %v; Keystone calls %v; the backoff allows at most %d",
+		badPasswordRequests, elapsed.Round(time.Millisecond), counts, got, bound)
+	if got.calls() > bound || got.success != 0 || got.log != got.wantLog() {
+		t.Errorf("bad-password Keystone calls %v; want none succeeded, at most %d, logged by Keystone too", got, bound)
+	}
+	if got.calls() < 1 {
+		t.Errorf("no bad-password request reached Keystone: %v", got)
+	}
+	if bound >= keystoneLockoutFailures {
+		t.Errorf("the configured backoff allows %d calls, Keystone locks out at %d: the test's configuration is wrong", bound, keystoneLockoutFailures)
+	}
+	if counts[http.StatusTooManyRequests] == 0 {
+		t.Errorf("no bad-password request was answered 429: %v", counts)
+	}
+
+	// Not locked out: the right password works through a token server that
+	// never saw kbad (a cold cache and no hold), and straight at Keystone.
+	if r, _ := short.tokenGet(t, "kbad", e.passwords["kbad"], "repository:kbad/app:pull"); r.status != http.StatusOK {
+		t.Errorf("kbad with the right password after the guesses, cold cache: status %d, want 200: %s", r.status, r.body)
+	}
+	if status := k.login(t, "kbad", e.passwords["kbad"]); status != http.StatusCreated {
+		t.Errorf("kbad login straight at Keystone after the guesses: status %d, want 201 (locked out?)", status)
+	}
+}
+
+// testKeystoneAccountChanges: a disabled user and an old password stop
+// working once the short cache TTL has passed; the new password works.
+func testKeystoneAccountChanges(t *testing.T, k *keystone, short *env) {
+	scope := "repository:kuser2/app:pull"
+	if r, _ := short.tokenGet(t, "kuser2", short.passwords["kuser2"], scope); r.status != http.StatusOK {
+		t.Fatalf("kuser2 before the change: status %d: %s", r.status, r.body)
+	}
+	k.updateUser(t, "kuser2", map[string]any{"enabled": false})
+	waitRefused(t, short, "kuser2", short.passwords["kuser2"], scope)
+
+	scope = "repository:kuser1/app:pull"
+	old := short.passwords["kuser1"]
+	if r, _ := short.tokenGet(t, "kuser1", old, scope); r.status != http.StatusOK {
+		t.Fatalf("kuser1 before the change: status %d: %s", r.status, r.body)
+	}
+	newPassword := randomHex(12)
+	k.updateUser(t, "kuser1", map[string]any{"password": newPassword})
+	short.passwords["kuser1"] = newPassword
+	waitRefused(t, short, "kuser1", old, scope)
+	if r, _ := short.tokenGet(t, "kuser1", newPassword, scope); r.status != http.StatusOK {
+		t.Errorf("kuser1 with the new password: status %d, want 200: %s", r.status, r.body)
+	}
+}
+
+// waitRefused polls until the token server answers 401 for user and
+// password, at most accountChangeWait; until then only 200 is acceptable.
+func waitRefused(t *testing.T, e *env, user, password, scope string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		r, _ := e.tokenGet(t, user, password, scope)
+		switch r.status {
+		case http.StatusUnauthorized:
+			if _, ok := jsonError(r); !ok {
+				t.Errorf("%s refused without a JSON error: %q", user, r.body)
+			}
+			t.Logf("%s refused %v after the change in Keystone (cache_ttl %v)", user, time.Since(start).Round(time.Millisecond), shortCacheTTL)
+			return
+		case http.StatusOK:
+		default:
+			t.Fatalf("%s after the change in Keystone: status %d, want 200 then 401: %s", user, r.status, r.body)
+		}
+		if time.Since(start) > accountChangeWait {
+			t.Fatalf("%s still gets tokens %v after the change in Keystone (cache_ttl %v)", user, accountChangeWait, shortCacheTTL)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// testKeystoneDown stops Keystone: a user verified within the TTL keeps
+// getting tokens, /readyz turns 503, and a user nobody has verified gets a
+// JSON 503 in about keystone_timeout, not a hang.
+func testKeystoneDown(t *testing.T, k *keystone, e *env) {
+	scope := "repository:kseq/app:pull"
+	if r, _ := e.tokenGet(t, "kseq", e.passwords["kseq"], scope); r.status != http.StatusOK {
+		t.Fatalf("kseq with Keystone up: status %d: %s", r.status, r.body)
+	}
+	k.stop()
+
+	if r, _ := e.tokenGet(t, "kseq", e.passwords["kseq"], scope); r.status != http.StatusOK {
+		t.Errorf("kseq, verified within the TTL, with Keystone down: status %d, want 200: %s", r.status, r.body)
+	}
+
+	deadline := time.Now().Add(ksTimeout + unavailableMargin)
+	for {
+		r := e.getPath(t, "/readyz")
+		if r.status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("GET /readyz with Keystone down: status %d, want 503: %s", r.status, r.body)
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), ksTimeout+unavailableMargin)
+	defer cancel()
+	q := url.Values{"service": {e.service()}, "scope": {"repository:kcold/app:pull"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.realm()+"?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("kcold", e.passwords["kcold"])
+	r := e.do(t, req)
+	took := time.Since(start)
+	if msg, ok := jsonError(r); r.status != http.StatusServiceUnavailable || !ok {
+		t.Errorf("kcold with Keystone down: status %d (%q), want a JSON 503: %s", r.status, msg, r.body)
+	}
+	t.Logf("kcold with Keystone down: status %d in %v (keystone_timeout %v)", r.status, took.Round(time.Millisecond), ksTimeout)
+}
