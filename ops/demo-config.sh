@@ -73,6 +73,10 @@ cp "$dir/ca.pem" "$dir/certs.d/ca.crt"
 mkdir -p "$dir/storage"
 chmod 700 "$dir/storage"
 
+# Refresh tokens (their hashes) live here; production puts it on DRBD.
+mkdir -p "$dir/state"
+chmod 700 "$dir/state"
+
 [ -f "$dir/stx-token-server.conf" ] || cat >"$dir/stx-token-server.conf" <<CONF
 # Demo configuration written by ops/demo-config.sh; see stx-token-server.conf(5).
 listen $token_addr
@@ -84,6 +88,7 @@ signing_key $dir/token.key
 auth_backend users
 users_file $dir/users
 admin_user admin
+state_directory $dir/state
 CONF
 
 [ -f "$dir/stx-registry.conf" ] || cat >"$dir/stx-registry.conf" <<CONF

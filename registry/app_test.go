@@ -19,9 +19,10 @@ import (
 // testRegistry is the real handler chain around distribution's app, served
 // on loopback with a temporary storage root.
 type testRegistry struct {
-	t   *testing.T
-	srv *httptest.Server
-	key testKey
+	t      *testing.T
+	srv    *httptest.Server
+	key    testKey
+	tokens *tokenController // its bundle is a file of the test's own
 }
 
 func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
@@ -38,12 +39,12 @@ func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
 	cfg.TokenService = testService
 	cfg.TokenIssuer = testIssuer
 	cfg.TokenCertificate = writeBundle(t, key)
-	algs, err := tokenAlgorithms(cfg.TokenCertificate)
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tokens, err := newTokenController(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h, shutdown, err := newHandler(t.Context(), cfg, algs, logger)
+	h, shutdown, err := newHandler(t.Context(), cfg, tokens, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
 		srv.Close()
 		shutdown()
 	})
-	return &testRegistry{t: t, srv: srv, key: key}
+	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens}
 }
 
 // do sends a request with an optional bearer token.

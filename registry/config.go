@@ -83,8 +83,11 @@ type Config struct {
 	// TokenCertificate is "token_certificate PATH": the PEM bundle of the
 	// token server's signing certificate(s). Required. Only the algorithms
 	// of these keys are accepted (ES256/ES384/ES512 by curve, RS256 for
-	// RSA, EdDSA for Ed25519). Read once at start: restart after changing
-	// it.
+	// RSA, EdDSA for Ed25519). Re-read, without a restart, when the file
+	// changes (checked at most once a second) and on SIGHUP; a bad or
+	// empty bundle is logged and the current keys kept. Replace it with a
+	// temporary file and rename(2). To rotate the signing key, list both
+	// the old and the new certificate until the old tokens have expired.
 	TokenCertificate string
 }
 

@@ -24,6 +24,7 @@ import (
 
 	// The token access controller and the filesystem driver register
 	// themselves by name; these are the only two plug-ins linked in.
+	// tokenController (accesscontroller.go) builds the former by name.
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
@@ -42,29 +43,35 @@ const (
 // ([]any of strings; a []string is rejected). Pinning matters: by default
 // distribution accepts every algorithm, including HMAC ones.
 func tokenAlgorithms(path string) ([]any, error) {
+	algs, _, err := readTokenBundle(path)
+	return algs, err
+}
+
+// readTokenBundle is tokenAlgorithms that also counts the certificates.
+func readTokenBundle(path string) (algs []any, certs int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("token_certificate: %w", err)
+		return nil, 0, fmt.Errorf("token_certificate: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxTokenBundleBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("token_certificate %s: %w", path, err)
+		return nil, 0, fmt.Errorf("token_certificate %s: %w", path, err)
 	}
 	if len(data) > maxTokenBundleBytes {
-		return nil, fmt.Errorf("token_certificate %s is larger than %d bytes: give only the token server's signing certificates", path, maxTokenBundleBytes)
+		return nil, 0, fmt.Errorf("token_certificate %s is larger than %d bytes: give only the token server's signing certificates", path, maxTokenBundleBytes)
 	}
-	algs, err := bundleAlgorithms(data)
+	algs, certs, err = bundleAlgorithms(data)
 	if err != nil {
-		return nil, fmt.Errorf("token_certificate %s: %w", path, err)
+		return nil, 0, fmt.Errorf("token_certificate %s: %w", path, err)
 	}
-	return algs, nil
+	return algs, certs, nil
 }
 
 // bundleAlgorithms maps each certificate's public key in a PEM bundle to its
-// JWS algorithm, without duplicates, in the order first seen.
-func bundleAlgorithms(data []byte) ([]any, error) {
-	var algs []any
+// JWS algorithm, without duplicates, in the order first seen, and counts the
+// certificates.
+func bundleAlgorithms(data []byte) (algs []any, certs int, err error) {
 	for n := 1; ; n++ {
 		var block *pem.Block
 		block, data = pem.Decode(data)
@@ -72,24 +79,25 @@ func bundleAlgorithms(data []byte) ([]any, error) {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %d is %q, want only CERTIFICATE blocks", n, block.Type)
+			return nil, 0, fmt.Errorf("PEM block %d is %q, want only CERTIFICATE blocks", n, block.Type)
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", n, err)
+			return nil, 0, fmt.Errorf("certificate %d: %w", n, err)
 		}
 		alg, err := keyAlgorithm(cert.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d (%s): %w", n, cert.Subject, err)
+			return nil, 0, fmt.Errorf("certificate %d (%s): %w", n, cert.Subject, err)
 		}
 		if !slices.Contains(algs, any(alg)) {
 			algs = append(algs, alg)
 		}
+		certs++
 	}
-	if len(algs) == 0 {
-		return nil, errors.New("no PEM certificate found: give the token server's signing certificate")
+	if certs == 0 {
+		return nil, 0, errors.New("no PEM certificate found: give the token server's signing certificate")
 	}
-	return algs, nil
+	return algs, certs, nil
 }
 
 // keyAlgorithm names the one JWS algorithm accepted for a token signing
@@ -124,7 +132,11 @@ const (
 // code: operators never write distribution YAML. Everything not set here is
 // off: no debug server, no Prometheus, no notifications, no Redis, no proxy
 // mode, no health checks of distribution's own.
-func distributionConfig(c *Config, algs []any) (*configuration.Configuration, error) {
+//
+// Authorization goes through tokens, our tokenController around
+// distribution's token verifier, so that token_certificate can change
+// without a restart.
+func distributionConfig(c *Config, tokens *tokenController) (*configuration.Configuration, error) {
 	// Distribution HMAC-signs upload session state with this secret. It is
 	// random per start and not shared, so an upload in progress does not
 	// survive a restart or failover: the client gets "blob upload unknown"
@@ -148,17 +160,10 @@ func distributionConfig(c *Config, algs []any) (*configuration.Configuration, er
 			// The filesystem driver cannot redirect; say so explicitly.
 			"redirect": configuration.Parameters{"disable": true},
 		},
+		// The token options (tokenOptions) live in tokens, which builds
+		// distribution's "token" access controller from them at each load.
 		Auth: configuration.Auth{
-			"token": configuration.Parameters{
-				"realm":             c.TokenRealm,
-				"service":           c.TokenService,
-				"issuer":            c.TokenIssuer,
-				"rootcertbundle":    c.TokenCertificate,
-				"signingalgorithms": algs,
-				// autoredirect would build the realm from the client's
-				// Host header.
-				"autoredirect": false,
-			},
+			tokenAuthName: configuration.Parameters{controllerOption: tokens},
 		},
 		HTTP: configuration.HTTP{
 			Secret: string(secret),

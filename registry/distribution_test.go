@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/distribution/v3/configuration"
 	"github.com/sirupsen/logrus"
 )
 
@@ -55,7 +57,7 @@ func TestBundleAlgorithms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := bundleAlgorithms(tt.data)
+			got, _, err := bundleAlgorithms(tt.data)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -96,9 +98,9 @@ func TestTokenAlgorithmsFile(t *testing.T) {
 	if _, err := tokenAlgorithms(huge); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big file: %v", err)
 	}
-	good := writeBundle(t, newTestKey(t, "P-384"))
-	if algs, err := tokenAlgorithms(good); err != nil || !reflect.DeepEqual(algs, []any{"ES384"}) {
-		t.Errorf("good file: %v %v", algs, err)
+	good := writeBundle(t, newTestKey(t, "P-384"), newTestKey(t, "P-384"))
+	if algs, certs, err := readTokenBundle(good); err != nil || !reflect.DeepEqual(algs, []any{"ES384"}) || certs != 2 {
+		t.Errorf("good file: %v %d %v", algs, certs, err)
 	}
 }
 
@@ -106,12 +108,17 @@ func TestDistributionConfig(t *testing.T) {
 	c := defaultConfig()
 	c.RootDirectory = "/srv/r"
 	c.ReadOnly = true
-	c.TokenRealm, c.TokenService, c.TokenIssuer, c.TokenCertificate = testRealm, testService, testIssuer, "/etc/t.pem"
-	d, err := distributionConfig(c, []any{"ES256"})
+	bundle := writeBundle(t, newTestKey(t, "P-256"))
+	c.TokenRealm, c.TokenService, c.TokenIssuer, c.TokenCertificate = testRealm, testService, testIssuer, bundle
+	tokens, err := newTokenController(c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := distributionConfig(c, []any{"ES256"})
+	d, err := distributionConfig(c, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := distributionConfig(c, tokens)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +135,14 @@ func TestDistributionConfig(t *testing.T) {
 		{"readonly", d.Storage["maintenance"]["readonly"], map[any]any{"enabled": true}},
 		{"uploadpurging default", d.Storage["maintenance"]["uploadpurging"], nil},
 		{"cache", d.Storage["cache"]["blobdescriptor"], "inmemory"},
-		{"auth type", d.Auth.Type(), "token"},
-		{"realm", d.Auth["token"]["realm"], testRealm},
-		{"service", d.Auth["token"]["service"], testService},
-		{"issuer", d.Auth["token"]["issuer"], testIssuer},
-		{"rootcertbundle", d.Auth["token"]["rootcertbundle"], "/etc/t.pem"},
-		{"signingalgorithms", d.Auth["token"]["signingalgorithms"], []any{"ES256"}},
-		{"autoredirect", d.Auth["token"]["autoredirect"], false},
+		{"auth type", d.Auth.Type(), tokenAuthName},
+		{"auth options", d.Auth[tokenAuthName], configuration.Parameters{controllerOption: tokens}},
+		{"realm", tokens.base["realm"], testRealm},
+		{"service", tokens.base["service"], testService},
+		{"issuer", tokens.base["issuer"], testIssuer},
+		{"rootcertbundle", tokens.base["rootcertbundle"], bundle},
+		{"signingalgorithms", tokens.algorithms(), []any{"ES256"}},
+		{"autoredirect", tokens.base["autoredirect"], false},
 		{"nosniff", d.HTTP.Headers.Get("X-Content-Type-Options"), "nosniff"},
 		{"debug addr", d.HTTP.Debug.Addr, ""},
 		{"prometheus", d.HTTP.Debug.Prometheus.Enabled, false},
@@ -166,9 +174,9 @@ func FuzzBundleAlgorithms(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		algs, err := bundleAlgorithms(data)
-		if err == nil && len(algs) == 0 {
-			t.Fatal("no algorithms and no error")
+		algs, certs, err := bundleAlgorithms(data)
+		if err == nil && (len(algs) == 0 || certs < len(algs)) {
+			t.Fatalf("%d algorithms from %d certificates and no error", len(algs), certs)
 		}
 	})
 }

@@ -16,6 +16,12 @@
 // storage root is a healthy directory (and a mount point with
 // require_mount yes), else 503 with the reason.
 //
+// Token keys: token_certificate is re-read when it changes (checked at most
+// once a second, on the request path) and on SIGHUP, so the token server's
+// signing key rotates without a restart: add the new certificate, switch
+// the token server's key, wait for the old tokens to expire, remove the old
+// certificate. A bad bundle is logged and the current keys kept.
+//
 // Storage: images live under root_directory on the local filesystem. With
 // require_mount yes (the default) the registry refuses to start, and
 // /healthz fails, unless root_directory is a mount point: on a controller
@@ -30,8 +36,9 @@
 //
 // Signals: SIGTERM or SIGINT stop accepting connections and let requests
 // in flight finish for a bounded time, then exit. SIGHUP re-reads
-// tls_certificate and tls_key (a bad new pair is logged and the old one kept);
-// the configuration file and token_certificate are read only at start.
+// tls_certificate and tls_key, and token_certificate (a bad new file is
+// logged and the old one kept); all three are also re-read when they
+// change. The configuration file is read only at start.
 //
 // Exit status: 0 after a clean shutdown, -t success or -version; 1 on any
 // error, with "stx-registry: " and the reason on standard error.
@@ -56,6 +63,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probeMain(os.Args[2:]))
+	}
 	fs := flag.NewFlagSet("stx-registry", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse errors go through fatal
 	configFile := fs.String("f", defaultConfigFile, "configuration `file`")
@@ -104,7 +114,7 @@ func fatal(err error) {
 type setup struct {
 	cfg    *Config
 	logger *slog.Logger
-	algs   []any
+	tokens *tokenController
 	tls    *tlsconf.Reloader
 }
 
@@ -122,7 +132,7 @@ func prepare(configFile string) (*setup, error) {
 	if err := checkRoot(cfg.RootDirectory, cfg.RequireMount); err != nil {
 		return nil, err
 	}
-	algs, err := tokenAlgorithms(cfg.TokenCertificate)
+	tokens, err := newTokenController(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -130,18 +140,18 @@ func prepare(configFile string) (*setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &setup{cfg: cfg, logger: logger, algs: algs, tls: tls}, nil
+	return &setup{cfg: cfg, logger: logger, tokens: tokens, tls: tls}, nil
 }
 
 // run serves until ctx is cancelled.
 func run(ctx context.Context, s *setup) error {
-	handler, shutdown, err := newHandler(ctx, s.cfg, s.algs, s.logger)
+	handler, shutdown, err := newHandler(ctx, s.cfg, s.tokens, s.logger)
 	if err != nil {
 		return err
 	}
 	defer shutdown()
 	s.logger.Info("stx-registry starting", "version", version(), "listen", s.cfg.Listen.String(),
-		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.algs)
+		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.algorithms())
 	err = serve.Run(ctx, serve.Options{
 		Addr:     s.cfg.Listen,
 		Handler:  handler,
@@ -149,6 +159,9 @@ func run(ctx context.Context, s *setup) error {
 		MinTLS:   s.cfg.MinTLS,
 		Timeouts: serve.RegistryTimeouts,
 		Logger:   s.logger,
+		// SIGHUP also re-reads token_certificate; a failure is logged
+		// inside and the current keys stay.
+		OnHangup: func() { _ = s.tokens.Reload() },
 	})
 	if err != nil {
 		return err
@@ -164,11 +177,11 @@ func run(ctx context.Context, s *setup) error {
 // Progress keeps a slow push or pull alive while bytes move and cuts it
 // when they stop. shutdown stops distribution's background work and
 // releases the storage root.
-func newHandler(ctx context.Context, cfg *Config, algs []any, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
+func newHandler(ctx context.Context, cfg *Config, tokens *tokenController, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
 	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
 		return nil, nil, err
 	}
-	dcfg, err := distributionConfig(cfg, algs)
+	dcfg, err := distributionConfig(cfg, tokens)
 	if err != nil {
 		return nil, nil, err
 	}

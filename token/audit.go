@@ -10,6 +10,8 @@ import (
 // has no field for a password or a token, so neither can be logged.
 type auditRecord struct {
 	method    string
+	grantType string // password or refresh_token
+	refreshID string // the first 8 characters of a refresh token's hash; not a secret
 	client    netip.Addr
 	user      string // the name the client sent
 	subject   string // the authenticated name, set only on success
@@ -40,6 +42,7 @@ func (a *Audit) Token(rec auditRecord) {
 		slog.Int("status", rec.status),
 		slog.String("client", rec.client.String()),
 		slog.String("method", rec.method),
+		slog.String("grant_type", rec.grantType),
 		slog.String("user", rec.user),
 		slog.String("subject", rec.subject),
 		slog.String("service", rec.service),
@@ -47,6 +50,9 @@ func (a *Audit) Token(rec auditRecord) {
 		slog.String("requested", FormatScopes(rec.requested)),
 		slog.String("granted", FormatScopes(rec.granted)),
 		slog.String("jti", rec.jti),
+	}
+	if rec.refreshID != "" {
+		attrs = append(attrs, slog.String("refresh_id", rec.refreshID))
 	}
 	if rec.reason != "" {
 		attrs = append(attrs, slog.String("reason", rec.reason))

@@ -93,6 +93,41 @@ type Config struct {
 	// least to Keystone's lockout_duration (StarlingX: 1800 s).
 	KeystoneLockoutWindow time.Duration
 
+	// state_directory PATH: where refresh tokens are kept (only their
+	// SHA-256 hashes, in the file refresh-tokens). It must exist, belong to
+	// the service user and have mode 0700; on a controller it lives on the
+	// DRBD file system so that refresh tokens survive a failover. Without
+	// it refresh tokens are off: offline_token=true and access_type=offline
+	// logins get no refresh_token, and grant_type=refresh_token is answered
+	// 400 unsupported_grant_type.
+	StateDirectory string
+	// refresh_token_ttl DURATION: how long a refresh token (a docker
+	// login) stays valid, 1m to 90 days (2160h). Default 7 days (168h). With
+	// auth_backend keystone and no keystone_service_user nothing notices a
+	// user disabled in Keystone, so the maximum, and the default, is then
+	// 24h.
+	RefreshTokenTTL time.Duration
+	// refresh_token_max N: live refresh tokens kept, 1 to 1000000.
+	// Default 100000. Beyond it a login gets no refresh token (logged as a
+	// warning); expired entries are purged first.
+	RefreshTokenMax int
+	// keystone_service_user NAME, keystone_service_password_file PATH,
+	// keystone_service_project NAME: the Keystone account that re-checks,
+	// on refresh grants, that a refresh token's user still exists and is
+	// enabled. All three or none; auth_backend keystone only. The password
+	// file (its first line) must have mode 0600. The account needs a role
+	// on the project that may list users and domains.
+	KeystoneServiceUser, KeystoneServicePasswordFile, KeystoneServiceProject string
+	// keystone_service_domain NAME: the service user's and project's
+	// domain. Default "Default".
+	KeystoneServiceDomain string
+	// keystone_recheck_interval DURATION: how often, per refresh token, a
+	// refresh grant asks Keystone about its user, 1m to 24h. Default 15m.
+	// While Keystone is unreachable, refreshes are still granted until the
+	// last good check is 2×keystone_recheck_interval old, then answered
+	// 503.
+	KeystoneRecheckInterval time.Duration
+
 	// metrics_network CIDR (repeatable): clients allowed to GET /metrics.
 	// Default loopback only (127.0.0.0/8 and ::1).
 	MetricsNetworks []netip.Prefix
@@ -139,6 +174,14 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "backoff_max", Set: config.Duration(&c.BackoffMax, time.Second, time.Hour)},
 		{Name: "keystone_lockout_attempts", Set: config.Int(&c.KeystoneLockoutAttempts, 0, 100)},
 		{Name: "keystone_lockout_window", Set: config.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
+		{Name: "state_directory", Set: config.Path(&c.StateDirectory)},
+		{Name: "refresh_token_ttl", Set: config.Duration(&c.RefreshTokenTTL, MinRefreshTokenTTL, MaxRefreshTokenTTL)},
+		{Name: "refresh_token_max", Set: config.Int(&c.RefreshTokenMax, 1, maxRefreshTokenMax)},
+		{Name: "keystone_service_user", Set: config.String(&c.KeystoneServiceUser)},
+		{Name: "keystone_service_password_file", Set: config.Path(&c.KeystoneServicePasswordFile)},
+		{Name: "keystone_service_project", Set: config.String(&c.KeystoneServiceProject)},
+		{Name: "keystone_service_domain", Set: config.String(&c.KeystoneServiceDomain)},
+		{Name: "keystone_recheck_interval", Set: config.Duration(&c.KeystoneRecheckInterval, time.Minute, 24*time.Hour)},
 		{Name: "metrics_network", Repeat: true, Set: config.Prefixes(&c.MetricsNetworks)},
 		{Name: "admin_user", Repeat: true, Set: config.Strings(&c.AdminUsers)},
 		{Name: "public_namespace", Repeat: true, Set: config.Strings(&c.PublicNamespaces)},
@@ -204,6 +247,11 @@ func LoadConfig(path string) (*Config, error) {
 		BackoffMax:              DefaultBackoffMax,
 		KeystoneLockoutAttempts: DefaultLockoutAttempts,
 		KeystoneLockoutWindow:   DefaultLockoutWindow,
+
+		RefreshTokenMax:         DefaultRefreshTokenMax,
+		KeystoneServiceDomain:   "Default",
+		KeystoneRecheckInterval: 15 * time.Minute,
+		// RefreshTokenTTL's default depends on the backend: see below.
 	}
 	if err := config.ParseFile(path, c.keywords()); err != nil {
 		return nil, err
@@ -215,6 +263,12 @@ func LoadConfig(path string) (*Config, error) {
 		c.PublicNamespaces = []string{"public"}
 	}
 	c.ReservedNamespaces = append(c.ReservedNamespaces, builtinReserved...)
+	if c.RefreshTokenTTL == 0 {
+		c.RefreshTokenTTL = DefaultRefreshTokenTTL
+		if c.AuthBackend == "keystone" && c.KeystoneServiceUser == "" {
+			c.RefreshTokenTTL = MaxUncheckedRefreshTTL
+		}
+	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -272,6 +326,17 @@ func (c *Config) validate() error {
 		if c.UsersFile != "" {
 			errs = append(errs, errors.New("users_file is not used with auth_backend keystone; remove it"))
 		}
+	}
+	svc := []string{c.KeystoneServiceUser, c.KeystoneServicePasswordFile, c.KeystoneServiceProject}
+	if (svc[0] == "") != (svc[1] == "") || (svc[0] == "") != (svc[2] == "") {
+		errs = append(errs, errors.New("keystone_service_user, keystone_service_password_file and keystone_service_project go together: give all three or none"))
+	}
+	if c.KeystoneServiceUser != "" && c.AuthBackend != "keystone" {
+		errs = append(errs, errors.New("keystone_service_user needs auth_backend keystone; remove the keystone_service_* keywords"))
+	}
+	if c.AuthBackend == "keystone" && c.KeystoneServiceUser == "" && c.RefreshTokenTTL > MaxUncheckedRefreshTTL {
+		errs = append(errs, fmt.Errorf("refresh_token_ttl %s: with auth_backend keystone and no keystone_service_user the maximum is %s, because nothing would notice a user disabled in Keystone; lower it or configure keystone_service_user",
+			c.RefreshTokenTTL, MaxUncheckedRefreshTTL))
 	}
 	if c.KeystoneLockoutAttempts == 1 {
 		errs = append(errs, errors.New("keystone_lockout_attempts 1 would refuse every login: give 0 (Keystone lockout off) or Keystone's lockout_failure_attempts, at least 2"))

@@ -130,3 +130,45 @@ func TestConfigBackoff(t *testing.T) {
 		t.Errorf("keystone defaults %+v, want %+v", bc, defaultBackoff)
 	}
 }
+
+func TestConfigRefresh(t *testing.T) {
+	ks := strings.Replace(goodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
+	svc := "keystone_service_user registry\nkeystone_service_password_file /etc/stx/registry-pw\nkeystone_service_project services\n"
+	tests := []struct {
+		name, conf string
+		ttl        time.Duration // want, when no error
+		want       string        // error substring
+	}{
+		{"users default", goodConfig + "state_directory /var/lib/stx\n", DefaultRefreshTokenTTL, ""},
+		{"users 90 days", goodConfig + "refresh_token_ttl 2160h\n", MaxRefreshTokenTTL, ""},
+		{"keystone default without service user", ks, MaxUncheckedRefreshTTL, ""},
+		{"keystone default with service user", ks + svc, DefaultRefreshTokenTTL, ""},
+		{"keystone 24h", ks + "refresh_token_ttl 24h\n", 24 * time.Hour, ""},
+		{"keystone over 24h", ks + "refresh_token_ttl 25h\n", 0, "the maximum is 24h"},
+		{"over 90 days", goodConfig + "refresh_token_ttl 2161h\n", 0, "refresh_token_ttl"},
+		{"under a minute", goodConfig + "refresh_token_ttl 59s\n", 0, "refresh_token_ttl"},
+		{"relative state directory", goodConfig + "state_directory state\n", 0, "state_directory"},
+		{"max zero", goodConfig + "refresh_token_max 0\n", 0, "refresh_token_max"},
+		{"service user alone", ks + "keystone_service_user registry\n", 0, "give all three or none"},
+		{"service user with users backend", goodConfig + svc, 0, "needs auth_backend keystone"},
+		{"recheck too short", ks + svc + "keystone_recheck_interval 30s\n", 0, "keystone_recheck_interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadString(t, tt.conf)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RefreshTokenTTL != tt.ttl || c.RefreshTokenMax != DefaultRefreshTokenMax ||
+				c.KeystoneRecheckInterval != 15*time.Minute || c.KeystoneServiceDomain != "Default" {
+				t.Errorf("ttl %v max %d recheck %v domain %q", c.RefreshTokenTTL, c.RefreshTokenMax, c.KeystoneRecheckInterval, c.KeystoneServiceDomain)
+			}
+		})
+	}
+}

@@ -203,3 +203,17 @@ func (i *Issuer) signature(input []byte) ([]byte, error) {
 func fits(n *big.Int, size int) bool {
 	return n.Sign() > 0 && n.BitLen() <= 8*size
 }
+
+// LoadIssuer reads the signing keys at paths (the first signs) and returns
+// an Issuer for them. The daemon calls it at start and on SIGHUP.
+func LoadIssuer(name string, ttl time.Duration, paths []string) (*Issuer, error) {
+	keys := make([]crypto.Signer, 0, len(paths))
+	for _, p := range paths {
+		k, err := LoadSigningKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("signing_key: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return NewIssuer(name, ttl, keys...)
+}

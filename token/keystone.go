@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -47,9 +48,10 @@ const (
 
 // KeystoneConfig is the auth_backend keystone part of the configuration.
 type KeystoneConfig struct {
-	URL, UserDomain, CAFile string        // keystone_url, keystone_user_domain, keystone_ca
-	Timeout                 time.Duration // keystone_timeout: bound on one whole login
-	AdminRole, AdminProject string        // admin_role, admin_project: both or neither
+	URL, UserDomain, CAFile string          // keystone_url, keystone_user_domain, keystone_ca
+	Timeout                 time.Duration   // keystone_timeout: bound on one whole login
+	AdminRole, AdminProject string          // admin_role, admin_project: both or neither
+	Service                 KeystoneService // the refresh re-check's account; zero when not configured
 }
 
 // Keystone checks passwords with Keystone v3 password authentication.
@@ -75,6 +77,10 @@ type Keystone struct {
 	adminRole    string
 	adminProject string
 	log          *slog.Logger
+
+	service   KeystoneService // keystone_service_*; User "" when not configured
+	serviceMu sync.Mutex      // guards state
+	state     serviceState
 }
 
 // NewKeystone checks c and builds the backend. It makes no network call.
@@ -137,6 +143,7 @@ func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
 		adminRole:    c.AdminRole,
 		adminProject: c.AdminProject,
 		log:          log,
+		service:      c.Service,
 	}, nil
 }
 

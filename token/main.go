@@ -6,6 +6,8 @@
 //
 //	stx-token-server [-f CONFIG] [-t]
 //	stx-token-server passwd -f USERS_FILE [-d] USER
+//	stx-token-server revoke [-f CONFIG] (-user USER | -all)
+//	stx-token-server jwks [-f CONFIG]
 //	stx-token-server -version
 //
 // Configuration is one file, stx-token-server.conf(5), by default
@@ -36,15 +38,29 @@
 // with the client, the subject, the requested and granted scopes and the
 // token's jti. Passwords, tokens and Authorization headers are never logged.
 //
+// Refresh tokens: with state_directory, a docker login (offline_token=true,
+// or access_type=offline in a POST) also gets a refresh_token, which later
+// POSTs exchange (grant_type=refresh_token) for access tokens; the same
+// refresh token is returned every time. A refresh token is 256 random bits,
+// bound to its user and service, valid for refresh_token_ttl; only its
+// SHA-256 is kept, in state_directory/refresh-tokens, which a failover
+// partner reads from the same (DRBD) file system. Each refresh re-checks
+// the user: in the users file on every refresh, in Keystone every
+// keystone_recheck_interval when keystone_service_user is set. "revoke"
+// deletes a user's (or all) refresh tokens while the daemon runs; the next
+// refresh is refused.
+//
 // Signals: SIGTERM and SIGINT stop gracefully; SIGHUP re-reads the TLS
-// certificate (it is also re-read when its files change). The users file is
-// re-read when it changes. Exit status is 0 after a clean stop, 1 on any
+// certificate (it is also re-read when its files change) and the signing
+// keys: the configuration file is read again and its signing_key list
+// replaces the running one (a bad key keeps the old ones; other changed
+// keywords are logged as needing a restart). "jwks" prints the public
+// signing keys as a JWKS. The users file is re-read when it changes. Exit status is 0 after a clean stop, 1 on any
 // configuration, listen or TLS error, 2 on a usage error.
 package main
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,8 +77,23 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probeMain(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "passwd" {
 		if err := passwdMain(os.Args[2:], os.Stdin, os.Stderr); err != nil {
+			fatal(err)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "revoke" {
+		if err := revokeMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fatal(err)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "jwks" {
+		if err := jwksMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
 			fatal(err)
 		}
 		return
@@ -92,6 +123,9 @@ func main() {
 // fatal is the one way out on error: the message, with a hint for the
 // common case, and status 1.
 func fatal(err error) {
+	if errors.Is(err, errUsage) {
+		os.Exit(2) // the usage text is already out
+	}
 	fmt.Fprintf(os.Stderr, "stx-token-server: %v\n", err)
 	if errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "stx-token-server: hint: give the configuration with -f, see stx-token-server.conf(5)")
@@ -118,7 +152,8 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 	}
 	minTLS, _ := tlsconf.ParseMinVersion(cfg.TLSMinVersion) // validated by the config parser
 	log.Info("starting", "version", buildVersion(), "config", file, "services", cfg.Services,
-		"algorithm", srv.issuer.Algorithm(), "backend", cfg.AuthBackend)
+		"algorithm", srv.issuer.Load().Algorithm(), "backend", cfg.AuthBackend,
+		"refresh_tokens", cfg.StateDirectory != "")
 	return serve.Run(ctx, serve.Options{
 		Addr:     cfg.listenAddr,
 		Handler:  srv.Handler(),
@@ -126,6 +161,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 		MinTLS:   minTLS,
 		Timeouts: serve.APITimeouts,
 		Logger:   log,
+		OnHangup: func() { srv.ReloadSigningKeys(file, cfg) },
 	})
 }
 
@@ -136,15 +172,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	if err != nil {
 		return nil, nil, err
 	}
-	var keys []crypto.Signer
-	for _, p := range cfg.SigningKeys {
-		k, err := LoadSigningKey(p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("signing_key: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	issuer, err := NewIssuer(cfg.Issuer, cfg.TokenTTL, keys...)
+	issuer, err := LoadIssuer(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,22 +185,43 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	if err != nil {
 		return nil, nil, err
 	}
-	var backend Authenticator
+	var (
+		backend Authenticator
+		users   UserChecker   // the refresh re-check, if any
+		recheck time.Duration // 0: on every refresh
+	)
 	switch cfg.AuthBackend {
 	case "users":
-		if backend, err = NewUsersFile(cfg.UsersFile, log); err != nil {
+		uf, err := NewUsersFile(cfg.UsersFile, log)
+		if err != nil {
 			return nil, nil, err
 		}
+		backend, users = uf, usersFileChecker{uf}
 	case "keystone":
-		if backend, err = NewKeystone(KeystoneConfig{
+		var svc KeystoneService
+		if cfg.KeystoneServiceUser != "" {
+			pw, err := readSecretFile(cfg.KeystoneServicePasswordFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
+			}
+			svc = KeystoneService{User: cfg.KeystoneServiceUser, Password: pw,
+				Project: cfg.KeystoneServiceProject, Domain: cfg.KeystoneServiceDomain}
+		}
+		ks, err := NewKeystone(KeystoneConfig{
 			URL:          cfg.KeystoneURL,
 			UserDomain:   cfg.KeystoneUserDomain,
 			CAFile:       cfg.KeystoneCA,
 			Timeout:      cfg.KeystoneTimeout,
 			AdminRole:    cfg.AdminRole,
 			AdminProject: cfg.AdminProject,
-		}, log); err != nil {
+			Service:      svc,
+		}, log)
+		if err != nil {
 			return nil, nil, err
+		}
+		backend = ks
+		if svc.User != "" {
+			users, recheck = ks, cfg.KeystoneRecheckInterval
 		}
 	default:
 		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
@@ -192,10 +241,15 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	for _, s := range cfg.Services {
 		services[s] = true
 	}
-	return &Server{
+	var refresh RefreshStore
+	if cfg.StateDirectory != "" {
+		if refresh, err = NewFileRefreshStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
+			return nil, nil, err
+		}
+	}
+	srv := &Server{
 		auth:        auth,
 		policy:      policy,
-		issuer:      issuer,
 		services:    services,
 		audit:       &Audit{log: log},
 		log:         log,
@@ -204,7 +258,13 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		metricsNets: cfg.MetricsNetworks,
 		ready:       ready,
 		backendName: cfg.AuthBackend,
-	}, tlsr, nil
+		refresh:     refresh,
+		refreshTTL:  cfg.RefreshTokenTTL,
+		users:       users,
+		recheck:     recheck,
+	}
+	srv.issuer.Store(issuer)
+	return srv, tlsr, nil
 }
 
 // buildVersion reports the module version and VCS revision from the build

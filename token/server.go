@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,7 @@ const readyTimeout = 2 * time.Second
 type Server struct {
 	auth     Authenticator
 	policy   *Policy
-	issuer   *Issuer
+	issuer   atomic.Pointer[Issuer] // swapped by a signing key reload (SIGHUP)
 	services map[string]bool
 	audit    *Audit
 	log      *slog.Logger
@@ -44,6 +45,11 @@ type Server struct {
 	metricsNets []netip.Prefix // who may GET /metrics; nil means loopback only
 	ready       Checker        // the backend's readiness check, or nil
 	backendName string         // "users" or "keystone", for /readyz replies
+
+	refresh    RefreshStore  // nil: refresh tokens are off (no state_directory)
+	refreshTTL time.Duration // refresh_token_ttl
+	users      UserChecker   // re-checks a refresh token's user; nil: no re-check
+	recheck    time.Duration // how old a check may be before the next; 0: every refresh
 }
 
 // Handler routes the token server's few paths. Every reply, errors and 404s
@@ -116,6 +122,7 @@ func (s *Server) finish(rec auditRecord) {
 type tokenRequest struct {
 	grantType string // "password" for both GET and a POST password grant
 	creds     Credentials
+	refresh   string // the refresh_token of a refresh grant; a secret
 	service   string
 	scopes    []Access
 	clientID  string
@@ -158,6 +165,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	rec := auditRecord{client: client, method: r.Method}
 	if req != nil {
 		rec.user, rec.service, rec.requested, rec.clientID = req.creds.User, req.service, req.scopes, req.clientID
+		rec.grantType = req.grantType
 	}
 	if err != nil {
 		var re *requestError
@@ -170,6 +178,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		rec.status, rec.reason = re.status, re.msg
 		s.finish(rec)
 		writeError(w, re.status, re.code, re.msg)
+		return
+	}
+	if req.grantType == "refresh_token" {
+		s.refreshGrant(w, r, req, rec, start)
 		return
 	}
 	req.creds.Client = client
@@ -198,7 +210,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 
 	granted := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Sign(id.Name, req.service, granted, start)
+	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
@@ -206,14 +218,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "server_error", "internal error")
 		return
 	}
+	var refresh string
+	if req.offline {
+		refresh, rec.refreshID = s.issueRefresh(id, req.service, start)
+	}
 	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
 	s.finish(rec)
 
 	resp := tokenResponse{
-		Token:       tok.Raw,
-		AccessToken: tok.Raw,
-		ExpiresIn:   int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
-		IssuedAt:    tok.IssuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: refresh,
+		Token:        tok.Raw,
+		AccessToken:  tok.Raw,
+		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
+		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
 	}
 	if req.post {
 		resp.Scope = FormatScopes(granted)
@@ -227,6 +244,9 @@ type tokenResponse struct {
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope,omitempty"`
+	// RefreshToken is set on an offline login, and on a refresh grant
+	// (the same token again: docker keeps reusing the one it has).
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // retryAfterSeconds is d in whole seconds for the Retry-After header,
@@ -306,11 +326,11 @@ func (s *Server) parsePost(w http.ResponseWriter, r *http.Request) (*tokenReques
 	switch req.grantType {
 	case "password":
 	case "refresh_token":
-		return req, &requestError{http.StatusBadRequest, "unsupported_grant_type", "refresh_token grants are not supported by this server yet; use grant_type=password"}
+		return req, s.parseRefresh(req, form)
 	case "":
 		return req, badRequest("grant_type is required")
 	default:
-		return req, &requestError{http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password"}
+		return req, &requestError{http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token"}
 	}
 	access, err := single(form, "access_type", 16)
 	if err != nil {

@@ -58,16 +58,17 @@ func newTestServer(t testing.TB, auth Authenticator) (*Server, *strings.Builder)
 	}
 	logs := &strings.Builder{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	return &Server{
+	s := &Server{
 		auth:     auth,
 		policy:   pol,
-		issuer:   iss,
 		services: map[string]bool{testService: true},
 		audit:    &Audit{log: log},
 		log:      log,
 		now:      time.Now,
 		metrics:  NewMetrics("users", "test"),
-	}, logs
+	}
+	s.issuer.Store(iss)
+	return s, logs
 }
 
 func basic(user, pass string) string {

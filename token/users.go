@@ -183,6 +183,16 @@ func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (Identity, er
 	return Identity{Name: c.User}, nil
 }
 
+// Exists reports whether name is in the users file, re-reading it first if
+// it changed.
+func (u *UsersFile) Exists(name string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.refresh(time.Now())
+	_, ok := u.users[name]
+	return ok
+}
+
 // SetPassword adds or replaces user in the users file at path, creating it
 // with mode 0600 if needed. A nil password deletes the user.
 func SetPassword(path, user string, password []byte) error {

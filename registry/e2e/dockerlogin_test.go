@@ -79,14 +79,15 @@ func TestDockerLogin(t *testing.T) {
 		t.Fatalf("GET /v2/ with the login token: status %d: %s", r.status, r.body)
 	}
 
-	// A docker refresh (no refresh tokens are issued yet): a JSON 400.
+	// A docker refresh with a token the server never issued: a JSON 401
+	// invalid_grant. TestRefreshTokens covers real refresh tokens.
 	form := url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {"not-a-refresh-token"},
 		"client_id": {"docker"}, "service": {service}, "scope": {"repository:user1/app:pull"},
 	}
 	r = e.postForm(t, form)
-	if r.status != http.StatusBadRequest {
-		t.Errorf("refresh_token grant: status %d, want 400: %s", r.status, r.body)
+	if r.status != http.StatusUnauthorized {
+		t.Errorf("refresh_token grant: status %d, want 401: %s", r.status, r.body)
 	}
 	if code, ok := jsonError(r); !ok {
 		t.Errorf("refresh_token grant: not a JSON error: %s", r.body)

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const otherService = "other.test:9001"
+
+// newRefreshServer is newTestServer with a refresh store on a fake clock.
+func newRefreshServer(t *testing.T, auth Authenticator, ttl time.Duration) (*Server, *strings.Builder, *testClock) {
+	t.Helper()
+	s, logs := newTestServer(t, auth)
+	clock := newClock()
+	store, _ := newStore(t, stateDir(t), 100, clock)
+	s.refresh, s.refreshTTL, s.now = store, ttl, clock.now
+	s.services[otherService] = true
+	return s, logs, clock
+}
+
+// login is docker login's GET; it returns the refresh token.
+func login(t *testing.T, h http.Handler, user, pass string) string {
+	t.Helper()
+	q := url.Values{"account": {user}, "client_id": {"docker"}, "offline_token": {"true"}, "service": {testService}}
+	r := do(t, h, get(q.Encode(), basic(user, pass)))
+	rt, _ := r.body["refresh_token"].(string)
+	if r.status != 200 || rt == "" {
+		t.Fatalf("offline login: status %d, body %v: want a refresh_token", r.status, r.body)
+	}
+	return rt
+}
+
+// refreshForm is docker's refresh grant.
+func refreshForm(token, service, scope string) *http.Request {
+	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"docker"},
+		"service": {service}, "scope": {scope}}
+	return post(f.Encode(), "application/x-www-form-urlencoded")
+}
+
+func TestRefreshGrant(t *testing.T) {
+	auth := &fakeAuth{users: map[string]string{"alice": "pw-a"}}
+	s, logs, clock := newRefreshServer(t, auth, time.Hour)
+	h := s.Handler()
+	rt := login(t, h, "alice", "pw-a")
+
+	// containerd's form of the offline login: POST with access_type=offline.
+	f := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"pw-a"}, "access_type": {"offline"},
+		"client_id": {"containerd-client"}, "service": {testService}}
+	if r := do(t, h, post(f.Encode(), "application/x-www-form-urlencoded")); r.status != 200 || r.body["refresh_token"] == nil || r.body["refresh_token"] == rt {
+		t.Fatalf("POST access_type=offline: %d %v; want a new refresh_token", r.status, r.body)
+	}
+	// Without offline_token, no refresh token.
+	if r := do(t, h, get("service="+testService, basic("alice", "pw-a"))); r.body["refresh_token"] != nil {
+		t.Errorf("a login without offline_token got a refresh_token")
+	}
+	calls := auth.calls.Load()
+
+	// docker pulls twice with the same refresh token: both work, and the
+	// reply carries the same token again (never rotated) and the scope.
+	for i := range 2 {
+		clock.add(10 * time.Minute)
+		r := do(t, h, refreshForm(rt, testService, "repository:alice/app:pull,push repository:bob/app:pull"))
+		if r.status != 200 {
+			t.Fatalf("refresh %d: %d %v", i, r.status, r.body)
+		}
+		if r.body["refresh_token"] != rt {
+			t.Fatalf("refresh %d returned another refresh token", i)
+		}
+		if r.body["scope"] != "repository:alice/app:pull,push" {
+			t.Errorf("scope %v", r.body["scope"])
+		}
+		c := claims(t, r.body["access_token"].(string))
+		if c["sub"] != "alice" || c["aud"] != testService {
+			t.Errorf("claims %v", c)
+		}
+	}
+	if auth.calls.Load() != calls {
+		t.Errorf("a refresh asked the password backend")
+	}
+	if strings.Contains(logs.String(), rt) {
+		t.Fatal("the refresh token was logged")
+	}
+	if !strings.Contains(logs.String(), `"grant_type":"refresh_token"`) || !strings.Contains(logs.String(), `"refresh_id":"`+refreshHash(rt)[:8]+`"`) {
+		t.Errorf("no refresh audit line: %s", logs)
+	}
+
+	// Refused: another service, an unknown token, and after expiry.
+	deny := []struct {
+		name string
+		req  *http.Request
+	}{
+		{"other service", refreshForm(rt, otherService, "repository:alice/app:pull")},
+		{"unknown", refreshForm(strings.Repeat("x", 43), testService, "")},
+		{"password as token", refreshForm("pw-a", testService, "")},
+	}
+	for _, tt := range deny {
+		r := do(t, h, tt.req)
+		if r.status != 401 || r.body["error"] != "invalid_grant" {
+			t.Errorf("%s: %d %v; want 401 invalid_grant", tt.name, r.status, r.body)
+		}
+	}
+	clock.add(time.Hour)
+	if r := do(t, h, refreshForm(rt, testService, "")); r.status != 401 || r.body["error"] != "invalid_grant" {
+		t.Errorf("expired: %d %v; want 401 invalid_grant", r.status, r.body)
+	}
+	if r := do(t, h, post("grant_type=refresh_token&service="+testService, "application/x-www-form-urlencoded")); r.status != 400 {
+		t.Errorf("no refresh_token: %d %v", r.status, r.body)
+	}
+}
+
+// TestRefreshOff: without state_directory an offline login simply gets no
+// refresh token, and a refresh grant says why it is refused.
+func TestRefreshOff(t *testing.T) {
+	s, _ := newTestServer(t, &fakeAuth{users: map[string]string{"alice": "pw-a"}})
+	h := s.Handler()
+	r := do(t, h, get("offline_token=true&service="+testService, basic("alice", "pw-a")))
+	if r.status != 200 || r.body["refresh_token"] != nil {
+		t.Fatalf("offline login without a store: %d %v", r.status, r.body)
+	}
+	r = do(t, h, refreshForm("x", testService, ""))
+	if r.status != 400 || r.body["error"] != "unsupported_grant_type" || !strings.Contains(r.body["error_description"].(string), "state_directory") {
+		t.Errorf("refresh grant without a store: %d %v", r.status, r.body)
+	}
+}
+
+// TestRefreshUsersFileRecheck: a user deleted from the users file can no
+// longer refresh, and their refresh tokens are revoked.
+func TestRefreshUsersFileRecheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	for _, u := range []string{"alice", "bob"} {
+		if err := SetPassword(path, u, []byte("pw-"+u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uf, err := NewUsersFile(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, _ := newRefreshServer(t, uf, time.Hour)
+	s.users = usersFileChecker{uf}
+	h := s.Handler()
+	alice, bob := login(t, h, "alice", "pw-alice"), login(t, h, "bob", "pw-bob")
+	if r := do(t, h, refreshForm(alice, testService, "")); r.status != 200 {
+		t.Fatalf("refresh: %d %v", r.status, r.body)
+	}
+	if err := SetPassword(path, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	uf.mu.Lock()
+	uf.lastCheck = time.Time{} // skip the once-a-second stat limit
+	uf.mu.Unlock()
+	if r := do(t, h, refreshForm(alice, testService, "")); r.status != 401 {
+		t.Fatalf("refresh of a deleted user: %d %v; want 401", r.status, r.body)
+	}
+	if _, err := s.refresh.Lookup(alice, testService, s.now()); err == nil {
+		t.Error("the deleted user's refresh token was not revoked")
+	}
+	if r := do(t, h, refreshForm(bob, testService, "")); r.status != 200 {
+		t.Errorf("bob: %d %v", r.status, r.body)
+	}
+}
+
+// recheckKeystone answers what the re-check asks: the service login, the
+// domain and the user list. It is a fake because only a fake can be down
+// on cue; the real Keystone runs the password logins in keystone_test.go.
+type recheckKeystone struct {
+	mu      sync.Mutex
+	users   map[string]bool // name → enabled
+	down    bool
+	logins  atomic.Int64
+	lookups atomic.Int64
+}
+
+func (k *recheckKeystone) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.down {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == "POST" && r.URL.Path == "/v3/auth/tokens":
+		var body struct {
+			Auth struct {
+				Identity struct {
+					Password struct {
+						User struct{ Name, Password string }
+					}
+				}
+			}
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		if u := body.Auth.Identity.Password.User; u.Name != "svc" || u.Password != "svc-secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"code":401}}`))
+			return
+		}
+		k.logins.Add(1)
+		w.Header().Set("X-Subject-Token", "service-token")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"token": map[string]any{
+			"expires_at": time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z"),
+			"user":       map[string]any{"id": "svc-id", "name": "svc"},
+		}})
+	case r.Header.Get("X-Auth-Token") != "service-token":
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{}`))
+	case r.URL.Path == "/v3/domains" && r.URL.Query().Get("name") == "Default":
+		w.Write([]byte(`{"domains":[{"id":"default","name":"Default"}]}`))
+	case r.URL.Path == "/v3/users" && r.URL.Query().Get("domain_id") == "default":
+		k.lookups.Add(1)
+		name := r.URL.Query().Get("name")
+		users := []map[string]any{}
+		if enabled, ok := k.users[name]; ok {
+			users = append(users, map[string]any{"name": name, "enabled": enabled})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"users": users})
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{}`))
+	}
+}
+
+func (k *recheckKeystone) set(f func()) { k.mu.Lock(); f(); k.mu.Unlock() }
+
+func TestRefreshKeystoneRecheck(t *testing.T) {
+	fk := &recheckKeystone{users: map[string]bool{"alice": true, "bob": true, "carol": true}}
+	ts := httptest.NewServer(fk)
+	defer ts.Close()
+	ks, err := NewKeystone(KeystoneConfig{
+		URL: ts.URL + "/v3", UserDomain: "Default", Timeout: 2 * time.Second,
+		Service: KeystoneService{User: "svc", Password: "svc-secret", Project: "services", Domain: "Default"},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &fakeAuth{users: map[string]string{"alice": "a", "bob": "b", "carol": "c"}}
+	s, logs, clock := newRefreshServer(t, auth, 24*time.Hour)
+	s.users, s.recheck = ks, 15*time.Minute
+	h := s.Handler()
+	alice, bob, carol := login(t, h, "alice", "a"), login(t, h, "bob", "b"), login(t, h, "carol", "c")
+	refresh := func(tok string) int { return do(t, h, refreshForm(tok, testService, "")).status }
+
+	// Checked at login: no Keystone call until the interval has passed.
+	if st := refresh(alice); st != 200 || fk.lookups.Load() != 0 {
+		t.Fatalf("fresh token: %d, %d lookups; want 200 and none", st, fk.lookups.Load())
+	}
+	clock.add(15 * time.Minute)
+	if st := refresh(alice); st != 200 || fk.lookups.Load() != 1 {
+		t.Fatalf("due token: %d, %d lookups; want 200 and one", st, fk.lookups.Load())
+	}
+	if st := refresh(alice); st != 200 || fk.lookups.Load() != 1 {
+		t.Fatalf("just re-checked: %d, %d lookups; want 200 and still one", st, fk.lookups.Load())
+	}
+
+	// Disabled and deleted users are refused, their tokens revoked.
+	fk.set(func() { fk.users["bob"] = false; delete(fk.users, "carol") })
+	for name, tok := range map[string]string{"disabled": bob, "deleted": carol} {
+		if st := refresh(tok); st != 401 {
+			t.Errorf("%s user: %d, want 401", name, st)
+		}
+		if _, err := s.refresh.Lookup(tok, testService, clock.now()); err == nil {
+			t.Errorf("%s user's refresh token not revoked", name)
+		}
+	}
+
+	// Keystone down: allowed while the last check is within 2×interval,
+	// then 503.
+	fk.set(func() { fk.down = true })
+	clock.add(20 * time.Minute) // 20m since alice's last check: due, within 30m
+	if st := refresh(alice); st != 200 {
+		t.Errorf("Keystone down, last check 20m ago: %d, want 200", st)
+	}
+	clock.add(11 * time.Minute) // 31m
+	if st := refresh(alice); st != 503 {
+		t.Errorf("Keystone down, last check 31m ago: %d, want 503", st)
+	}
+	fk.set(func() { fk.down = false })
+	if st := refresh(alice); st != 200 {
+		t.Errorf("Keystone back: %d, want 200", st)
+	}
+	if fk.logins.Load() != 1 {
+		t.Errorf("%d service logins, want 1 (the token is cached)", fk.logins.Load())
+	}
+	if strings.Contains(logs.String(), "svc-secret") || strings.Contains(logs.String(), "service-token") {
+		t.Error("a service credential was logged")
+	}
+}
+
+// TestKeystoneCheckUserErrors: a wrong service password and a forbidden
+// list are backend failures (503 material), not a gone user.
+func TestKeystoneCheckUserErrors(t *testing.T) {
+	fk := &recheckKeystone{users: map[string]bool{"alice": true}}
+	ts := httptest.NewServer(fk)
+	defer ts.Close()
+	ks, err := NewKeystone(KeystoneConfig{
+		URL: ts.URL + "/v3", UserDomain: "Default", Timeout: 2 * time.Second,
+		Service: KeystoneService{User: "svc", Password: "wrong", Project: "services", Domain: "Default"},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ks.CheckUser(context.Background(), "alice")
+	if err == nil || err == ErrUserGone || !strings.Contains(err.Error(), "keystone_service_user") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("wrong service password: %v", err)
+	}
+	ks.service.Password = "svc-secret"
+	if err := ks.CheckUser(context.Background(), "alice"); err != nil {
+		t.Errorf("good: %v", err)
+	}
+	// A revoked service token is replaced once, transparently.
+	ks.state.token = "stale"
+	if err := ks.CheckUser(context.Background(), "alice"); err != nil || fk.logins.Load() != 2 {
+		t.Errorf("stale service token: %v, %d logins", err, fk.logins.Load())
+	}
+}
+
+func TestReadSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(data), mode)
+		os.Chmod(p, mode)
+		return p
+	}
+	if pw, err := readSecretFile(write("good", "s3cret\nignored\n", 0o600)); err != nil || pw != "s3cret" {
+		t.Errorf("good file: %q %v", pw, err)
+	}
+	for _, tt := range []struct{ name, path, want string }{
+		{"readable", write("open", "x\n", 0o644), "chmod 600"},
+		{"empty", write("empty", "\n", 0o600), "empty"},
+		{"large", write("large", strings.Repeat("x", maxSecretFileBytes+1), 0o600), "larger"},
+	} {
+		if _, err := readSecretFile(tt.path); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
