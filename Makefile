@@ -23,11 +23,13 @@ run: demo-config ## run both daemons on 127.0.0.1:9001 and :9002 in the foregrou
 test-deps: ## install the Debian packages the tests drive (skopeo, podman, containerd, ...)
 	sh ops/install-test-deps.sh
 
-check: test-deps ## vet, gofmt, staticcheck, shellcheck, mandoc -Tlint
+check: test-deps ## vet, gofmt, staticcheck, shellcheck, OCF meta-data (xmllint), mandoc -Tlint
 	$(GO) vet ./...
 	@out=$$(gofmt -l registry token shared); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATICCHECK) ./...
 	shellcheck -s sh ops/*.sh .ci/run
+	shellcheck -s sh ops/ocf/* ops/stx-gencerts
+	for a in ops/ocf/*; do OCF_ROOT=/usr/lib/ocf sh "$$a" meta-data | (cd /usr/share/resource-agents && xmllint --noout --valid -) || exit 1; done
 	mandoc -Tlint -W warning man/*
 
 test: test-deps ## every test: unit tests with -race, fuzz seeds, end-to-end with real clients

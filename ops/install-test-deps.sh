@@ -7,7 +7,8 @@ set -eu
 # command:package pairs.
 need="skopeo:skopeo podman:podman ctr:containerd containerd:containerd
 shellcheck:shellcheck mandoc:mandoc openssl:openssl xmllint:libxml2-utils
-keystone-wsgi-public:keystone"
+keystone-wsgi-public:keystone ocf-tester:resource-agents mkfs.ext4:e2fsprogs
+losetup:mount umount:mount ip:iproute2 modprobe:kmod"
 
 missing=
 for pair in $need; do
