@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"strings"
 
 	"stx-registry/shared/config"
-	"stx-registry/shared/listen"
-	"stx-registry/shared/tlsconf"
 )
 
 // defaultConfigFile is where stx-registry looks for its configuration
@@ -21,39 +18,11 @@ const defaultConfigFile = "/etc/stx-registry/stx-registry.conf"
 // reference for its keyword; stx-registry.conf(5) says the same for
 // operators. Every keyword may appear at most once unless noted.
 type Config struct {
-	// ListenAddr is "listen IP:PORT" (IPv6 as "[::1]:9001"), the only
-	// address the registry serves HTTPS on. Required. The IP must be a
-	// loopback address or inside one of the management_network prefixes;
-	// host names, wildcard addresses and port 0 are refused.
-	ListenAddr string
-	// Listen is ListenAddr after validation.
-	Listen netip.AddrPort
-
-	// ManagementNetworks is "management_network CIDR", repeatable, e.g.
-	// "management_network 192.168.204.0/24". The prefix must be in masked
-	// form. Without any, only loopback listen addresses are accepted.
-	ManagementNetworks []netip.Prefix
-
-	// TLSCertificate is "tls_certificate PATH": the PEM server certificate
-	// chain, leaf first. Required. Reloaded on SIGHUP and when the file
-	// changes.
-	TLSCertificate string
-	// TLSKey is "tls_key PATH": the PEM private key of tls_certificate.
-	// Required. Keep it mode 0600.
-	TLSKey string
-	// TLSMinVersion is "tls_min_version 1.2|1.3". Default 1.2. With 1.2
-	// only ECDHE key exchange and AEAD ciphers are offered.
-	TLSMinVersion string
-	// MinTLS is TLSMinVersion as a crypto/tls constant.
-	MinTLS uint16
-
-	// LogFormat is "log_format text|json". Default text. Logs go to
-	// standard error; the registry's own access log and distribution's
-	// messages use the same format.
-	LogFormat string
-	// LogLevel is "log_level debug|info|warn|error". Default info. Secrets
-	// (Authorization headers, tokens) are never logged at any level.
-	LogLevel string
+	// Server holds the keywords both daemons share: listen,
+	// management_network, tls_certificate, tls_key, tls_min_version,
+	// log_format and log_level (see shared/config.Server). The registry's
+	// access log and distribution's messages use log_format too.
+	config.Server
 
 	// RootDirectory is "root_directory PATH": where images are stored.
 	// Default /var/lib/docker-distribution. It must exist, be a real
@@ -94,9 +63,7 @@ type Config struct {
 // defaultConfig returns a Config holding every default.
 func defaultConfig() *Config {
 	return &Config{
-		TLSMinVersion: "1.2",
-		LogFormat:     "text",
-		LogLevel:      "info",
+		Server:        config.DefaultServer(),
 		RootDirectory: "/var/lib/docker-distribution",
 		RequireMount:  true,
 		ReadOnly:      false,
@@ -105,14 +72,7 @@ func defaultConfig() *Config {
 
 // keywords maps each configuration keyword to the field it sets.
 func (c *Config) keywords() []config.Keyword {
-	return []config.Keyword{
-		{Name: "listen", Set: config.String(&c.ListenAddr)},
-		{Name: "management_network", Repeat: true, Set: config.Prefixes(&c.ManagementNetworks)},
-		{Name: "tls_certificate", Set: config.Path(&c.TLSCertificate)},
-		{Name: "tls_key", Set: config.Path(&c.TLSKey)},
-		{Name: "tls_min_version", Set: config.OneOf(&c.TLSMinVersion, "1.2", "1.3")},
-		{Name: "log_format", Set: config.OneOf(&c.LogFormat, "text", "json")},
-		{Name: "log_level", Set: config.OneOf(&c.LogLevel, "debug", "info", "warn", "error")},
+	return append(c.Server.Keywords(), []config.Keyword{
 		{Name: "root_directory", Set: config.Path(&c.RootDirectory)},
 		{Name: "require_mount", Set: config.Bool(&c.RequireMount)},
 		{Name: "read_only", Set: config.Bool(&c.ReadOnly)},
@@ -120,7 +80,7 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "token_service", Set: config.String(&c.TokenService)},
 		{Name: "token_issuer", Set: config.String(&c.TokenIssuer)},
 		{Name: "token_certificate", Set: config.Path(&c.TokenCertificate)},
-	}
+	}...)
 }
 
 // loadConfig reads and validates the configuration file at path.
@@ -152,10 +112,10 @@ func parseConfig(name string, r io.Reader) (*Config, error) {
 // listen address against management_network, and the realm URL. Each check
 // names the keyword and the rule.
 func (c *Config) validate() error {
+	if errs := c.Server.Validate(); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	required := []struct{ name, value string }{
-		{"listen", c.ListenAddr},
-		{"tls_certificate", c.TLSCertificate},
-		{"tls_key", c.TLSKey},
 		{"token_realm", c.TokenRealm},
 		{"token_service", c.TokenService},
 		{"token_issuer", c.TokenIssuer},
@@ -165,17 +125,6 @@ func (c *Config) validate() error {
 		if r.value == "" {
 			return fmt.Errorf("missing required keyword %s", r.name)
 		}
-	}
-
-	ap, err := listen.Check(c.ListenAddr, c.ManagementNetworks)
-	if err != nil {
-		return err
-	}
-	c.Listen = ap
-
-	c.MinTLS, err = tlsconf.ParseMinVersion(c.TLSMinVersion)
-	if err != nil {
-		return fmt.Errorf("tls_min_version: %w", err)
 	}
 
 	if err := checkRealm(c.TokenRealm); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/shared/config"
 	"testing"
 )
 
@@ -46,14 +47,16 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		ListenAddr:       "127.0.0.1:9001",
-		Listen:           netip.MustParseAddrPort("127.0.0.1:9001"),
-		TLSCertificate:   "/etc/stx-registry/tls.crt",
-		TLSKey:           "/etc/stx-registry/tls.key",
-		TLSMinVersion:    "1.2",
-		MinTLS:           tls.VersionTLS12,
-		LogFormat:        "text",
-		LogLevel:         "info",
+		Server: config.Server{
+			ListenAddr:     "127.0.0.1:9001",
+			Listen:         netip.MustParseAddrPort("127.0.0.1:9001"),
+			TLSCertificate: "/etc/stx-registry/tls.crt",
+			TLSKey:         "/etc/stx-registry/tls.key",
+			TLSMinVersion:  "1.2",
+			MinTLS:         tls.VersionTLS12,
+			LogFormat:      "text",
+			LogLevel:       "info",
+		},
 		RootDirectory:    "/var/lib/docker-distribution",
 		RequireMount:     true,
 		ReadOnly:         false,

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"stx-registry/shared/config"
-	"stx-registry/shared/listen"
 )
 
 // DefaultConfigFile is where the daemon looks without -f.
@@ -16,18 +15,10 @@ const DefaultConfigFile = "/etc/stx-token-server/stx-token-server.conf"
 
 // Config is stx-token-server.conf(5). Each field names its keyword.
 type Config struct {
-	// listen IP:PORT: the one address to serve HTTPS on. Required. Must be
-	// loopback or inside a management_network.
-	Listen string
-	// management_network CIDR (repeatable): networks listen may be in.
-	ManagementNetworks []netip.Prefix
-	// tls_certificate, tls_key PATH: the server certificate (chain, leaf
-	// first) and its key. Required; re-read on change and on SIGHUP.
-	TLSCertificate, TLSKey string
-	// tls_min_version 1.2|1.3: the lowest TLS version offered. Default 1.2.
-	TLSMinVersion string
-	// log_format text|json, log_level debug|info|warn|error.
-	LogFormat, LogLevel string
+	// Server holds the keywords both daemons share: listen,
+	// management_network, tls_certificate, tls_key, tls_min_version,
+	// log_format and log_level (see shared/config.Server).
+	config.Server
 
 	// service NAME (repeatable): the audiences tokens may be issued for,
 	// e.g. the registry's "registry.local:9001". Required.
@@ -143,19 +134,10 @@ type Config struct {
 	// reserved_namespace NAME (repeatable): namespaces only admins own, in
 	// addition to builtinReserved and the public namespaces.
 	ReservedNamespaces []string
-
-	listenAddr netip.AddrPort
 }
 
 func (c *Config) keywords() []config.Keyword {
-	return []config.Keyword{
-		{Name: "listen", Set: config.String(&c.Listen)},
-		{Name: "management_network", Repeat: true, Set: config.Prefixes(&c.ManagementNetworks)},
-		{Name: "tls_certificate", Set: config.Path(&c.TLSCertificate)},
-		{Name: "tls_key", Set: config.Path(&c.TLSKey)},
-		{Name: "tls_min_version", Set: config.OneOf(&c.TLSMinVersion, "1.2", "1.3")},
-		{Name: "log_format", Set: config.OneOf(&c.LogFormat, "text", "json")},
-		{Name: "log_level", Set: config.OneOf(&c.LogLevel, "debug", "info", "warn", "error")},
+	return append(c.Server.Keywords(), []config.Keyword{
 		{Name: "service", Repeat: true, Set: config.Strings(&c.Services)},
 		{Name: "issuer", Set: config.String(&c.Issuer)},
 		{Name: "signing_key", Repeat: true, Set: pathList(&c.SigningKeys)},
@@ -187,7 +169,7 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "public_namespace", Repeat: true, Set: config.Strings(&c.PublicNamespaces)},
 		{Name: "public_repository", Repeat: true, Set: config.Strings(&c.PublicRepositories)},
 		{Name: "reserved_namespace", Repeat: true, Set: config.Strings(&c.ReservedNamespaces)},
-	}
+	}...)
 }
 
 // pathList appends an absolute path, for repeatable path keywords.
@@ -233,9 +215,7 @@ func (c *Config) backoffConfig() BackoffConfig {
 // LoadConfig parses and validates the file at path, filling defaults.
 func LoadConfig(path string) (*Config, error) {
 	c := &Config{
-		TLSMinVersion:      "1.2",
-		LogFormat:          "text",
-		LogLevel:           "info",
+		Server:             config.DefaultServer(),
 		TokenTTL:           DefaultTokenTTL,
 		AuthBackend:        "users",
 		CacheTTL:           DefaultCacheTTL,
@@ -295,15 +275,12 @@ func checkKeystoneURL(raw string) error {
 
 // validate is a flat list of checks, each naming its keyword.
 func (c *Config) validate() error {
-	var errs []error
+	errs := c.Server.Validate()
 	req := func(v, kw string) {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", kw))
 		}
 	}
-	req(c.Listen, "listen")
-	req(c.TLSCertificate, "tls_certificate")
-	req(c.TLSKey, "tls_key")
 	req(c.Issuer, "issuer")
 	if len(c.Services) == 0 {
 		errs = append(errs, errors.New("service is required (the registry's token_service, e.g. registry.local:9001)"))
@@ -343,13 +320,6 @@ func (c *Config) validate() error {
 	}
 	if (c.AdminRole == "") != (c.AdminProject == "") {
 		errs = append(errs, errors.New("admin_role and admin_project go together: give both or neither"))
-	}
-	if c.Listen != "" {
-		ap, err := listen.Check(c.Listen, c.ManagementNetworks)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		c.listenAddr = ap
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {

@@ -37,7 +37,7 @@ func TestConfig(t *testing.T) {
 		c.AuthBackend != "users" || c.TLSMinVersion != "1.2" || len(c.PublicNamespaces) != 1 || c.PublicNamespaces[0] != "public" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
-	if len(c.Services) != 2 || len(c.AdminUsers) != 2 || c.listenAddr.Port() != 9002 {
+	if len(c.Services) != 2 || len(c.AdminUsers) != 2 || c.Listen.Port() != 9002 {
 		t.Errorf("parsed %+v", c)
 	}
 	pol, err := NewPolicy(PolicyConfig{ReservedNamespaces: c.ReservedNamespaces, PublicNamespaces: c.PublicNamespaces})

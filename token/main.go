@@ -150,15 +150,14 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 		fmt.Println("configuration ok")
 		return nil
 	}
-	minTLS, _ := tlsconf.ParseMinVersion(cfg.TLSMinVersion) // validated by the config parser
 	log.Info("starting", "version", buildVersion(), "config", file, "services", cfg.Services,
 		"algorithm", srv.issuer.Load().Algorithm(), "backend", cfg.AuthBackend,
 		"refresh_tokens", cfg.StateDirectory != "")
 	return serve.Run(ctx, serve.Options{
-		Addr:     cfg.listenAddr,
+		Addr:     cfg.Listen,
 		Handler:  srv.Handler(),
 		TLS:      tlsr,
-		MinTLS:   minTLS,
+		MinTLS:   cfg.MinTLS,
 		Timeouts: serve.APITimeouts,
 		Logger:   log,
 		OnHangup: func() { srv.ReloadSigningKeys(file, cfg) },

@@ -47,7 +47,7 @@ func probeMain(args []string) int {
 	if err != nil {
 		return probeExit(probeFailed, err)
 	}
-	err = probe.Probe(context.Background(), cfg.listenAddr, cfg.TLSCertificate, *timeout)
+	err = probe.Probe(context.Background(), cfg.Listen, cfg.TLSCertificate, *timeout)
 	switch {
 	case err == nil:
 		return probeHealthy
