@@ -54,9 +54,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
+	"stx-registry/shared/buildinfo"
 	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
 	"stx-registry/shared/tlsconf"
@@ -84,7 +84,7 @@ func main() {
 		fatal(fmt.Errorf("unexpected argument %q: stx-registry takes only flags", fs.Arg(0)))
 	}
 	if *showVersion {
-		fmt.Println(version())
+		fmt.Println(buildinfo.Version())
 		return
 	}
 
@@ -150,7 +150,7 @@ func run(ctx context.Context, s *setup) error {
 		return err
 	}
 	defer shutdown()
-	s.logger.Info("stx-registry starting", "version", version(), "listen", s.cfg.Listen.String(),
+	s.logger.Info("stx-registry starting", "version", buildinfo.Version(), "listen", s.cfg.Listen.String(),
 		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.algorithms())
 	err = serve.Run(ctx, serve.Options{
 		Addr:     s.cfg.Listen,
@@ -209,34 +209,4 @@ func newHandler(ctx context.Context, cfg *Config, tokens *tokenController, logge
 		health.Close()
 	}
 	return h, shutdown, nil
-}
-
-// version reports the module version and, when built from a checkout, the
-// commit.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, when, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			when = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = " modified"
-			}
-		}
-	}
-	if rev != "" {
-		v += fmt.Sprintf(" (%s %s%s)", rev, when, modified)
-	}
-	return v + " " + bi.GoVersion
 }

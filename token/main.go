@@ -67,10 +67,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
+	"stx-registry/shared/buildinfo"
 	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
 	"stx-registry/shared/tlsconf"
@@ -110,7 +110,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *version {
-		fmt.Println("stx-token-server", buildVersion())
+		fmt.Println("stx-token-server", buildinfo.Version())
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -150,7 +150,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 		fmt.Println("configuration ok")
 		return nil
 	}
-	log.Info("starting", "version", buildVersion(), "config", file, "services", cfg.Services,
+	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
 		"algorithm", srv.issuer.Load().Algorithm(), "backend", cfg.AuthBackend,
 		"refresh_tokens", cfg.StateDirectory != "")
 	return serve.Run(ctx, serve.Options{
@@ -227,7 +227,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	}
 	// cache(backoff(counting(backend))): a cached password never meets the
 	// backoff, and only calls that reach the backend are counted.
-	metrics := NewMetrics(cfg.AuthBackend, buildVersion())
+	metrics := NewMetrics(cfg.AuthBackend, buildinfo.Version())
 	var ready Checker
 	if ch, ok := backend.(Checker); ok {
 		ready = ch
@@ -264,20 +264,4 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	}
 	srv.issuer.Store(issuer)
 	return srv, tlsr, nil
-}
-
-// buildVersion reports the module version and VCS revision from the build
-// information; there are no build dates.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			v += " " + s.Value
-		}
-	}
-	return v
 }
