@@ -25,7 +25,7 @@ test-deps: ## install the Debian packages the tests drive (skopeo, podman, conta
 
 check: test-deps ## vet, gofmt, staticcheck, shellcheck, OCF meta-data (xmllint), mandoc -Tlint
 	$(GO) vet ./...
-	@out=$$(gofmt -l registry token shared); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l registry token shared ops); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATICCHECK) ./...
 	shellcheck -s sh ops/*.sh .ci/run
 	shellcheck -s sh ops/ocf/* ops/stx-gencerts
@@ -41,6 +41,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
 	  done; \
 	done
+
+.PHONY: bench
+bench: test-deps ## measure token, Keystone and image throughput against same-run references; QUICK=1 for a short run; writes BENCHMARKS.md
+	$(GO) run ./ops/bench $(if $(filter 1 yes true,$(QUICK)),-quick) -out $(CURDIR)/BENCHMARKS.md
 
 clean: ## remove bin/ (run/ holds the demo password and images: rm -rf run yourself)
 	rm -rf $(BIN_DIR)
