@@ -71,6 +71,46 @@ func TestOCFTester(t *testing.T) {
 			}
 		})
 	}
+
+	// A standby controller: the token server's state_directory lives on the
+	// DRBD filesystem, which is not mounted. validate-all must still pass
+	// (it is not a configuration error), and start must fail with a
+	// generic error and the daemon's reason, without starting anything.
+	t.Run("stx-token-server standby", func(t *testing.T) {
+		conf, err := os.ReadFile(e.tokenConf())
+		if err != nil {
+			t.Fatal(err)
+		}
+		unmounted := filepath.Join(e.dir, "drbd-not-mounted", "state")
+		lines := strings.Split(string(conf), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "state_directory ") {
+				lines[i] = "state_directory " + unmounted
+			}
+		}
+		standby := filepath.Join(e.dir, "standby-token.conf")
+		writeFile(t, standby, []byte(strings.Join(lines, "\n")))
+		pidfile := filepath.Join(e.dir, "standby-token.pid")
+		t.Cleanup(func() { killByPidfile(pidfile) })
+		params := map[string]string{
+			"binary":     filepath.Join(binDir, "stx-token-server"),
+			"config":     standby,
+			"pidfile":    pidfile,
+			"logfile":    filepath.Join(e.dir, "standby-token.log"),
+			"k8s_marker": marker,
+		}
+		agent := filepath.Join(moduleRoot, "ops", "ocf", "stx-token-server")
+		if r := runOCF(t, agent, "validate-all", params); r.rc != ocfSuccess {
+			t.Errorf("validate-all with state_directory unmounted: rc %d, want %d:\n%s", r.rc, ocfSuccess, r.out)
+		}
+		r := runOCF(t, agent, "start", params)
+		if r.rc != ocfErrGeneric || !strings.Contains(r.out, "ocf-exit-reason:") || !strings.Contains(r.out, "state") {
+			t.Errorf("start with state_directory unmounted: rc %d, want %d and a reason naming the state directory:\n%s", r.rc, ocfErrGeneric, r.out)
+		}
+		if _, err := os.Stat(pidfile); err == nil {
+			t.Errorf("start with state_directory unmounted wrote %s", pidfile)
+		}
+	})
 }
 
 // runOCF runs one agent action outside a drill.
