@@ -10,22 +10,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"time"
+
+	"stx-registry/shared/tlsconf"
 )
 
 const (
-	// maxCertFileBytes bounds the certificate file read: a chain of a few
-	// certificates is a few KiB; 1 MiB is far more than any real one.
-	maxCertFileBytes = 1 << 20
 	// maxBodyBytes bounds the /healthz reply read; both daemons answer with
 	// a short JSON object.
 	maxBodyBytes = 4 << 10
@@ -49,9 +46,9 @@ func Probe(ctx context.Context, addr netip.AddrPort, certFile string, timeout ti
 	if !addr.IsValid() {
 		return fmt.Errorf("probe: invalid address %v", addr)
 	}
-	pinned, err := readCertificates(certFile)
+	pinned, err := tlsconf.ReadCertificates(certFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("probe: tls_certificate: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -96,42 +93,6 @@ func Probe(ctx context.Context, addr netip.AddrPort, certFile string, timeout ti
 		return fmt.Errorf("probe %s: status %d: %s", url, resp.StatusCode, reason(body))
 	}
 	return nil
-}
-
-// readCertificates returns every certificate in the PEM file, leaf first.
-func readCertificates(certFile string) ([]*x509.Certificate, error) {
-	f, err := os.Open(certFile)
-	if err != nil {
-		return nil, fmt.Errorf("probe: tls_certificate: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCertFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("probe: tls_certificate %s: %w", certFile, err)
-	}
-	if len(data) > maxCertFileBytes {
-		return nil, fmt.Errorf("probe: tls_certificate %s is larger than %d bytes", certFile, maxCertFileBytes)
-	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("probe: tls_certificate %s: %w", certFile, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("probe: tls_certificate %s holds no PEM CERTIFICATE block", certFile)
-	}
-	return certs, nil
 }
 
 // pinnedVerifier accepts the peer when its leaf is byte for byte the first

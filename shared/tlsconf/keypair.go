@@ -146,6 +146,27 @@ func parseKey(data []byte) (crypto.Signer, error) {
 	}
 }
 
+// ReadCertificates returns every certificate of the PEM file at path, leaf
+// first, with the same bounds as the server's own certificate file. The
+// health probe uses it to pin the configured tls_certificate.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
+	data, err := readPEM(path)
+	if err != nil {
+		return nil, err
+	}
+	chain, _, err := parseChain(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	certs := make([]*x509.Certificate, len(chain))
+	for i, der := range chain {
+		if certs[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
+	}
+	return certs, nil
+}
+
 // readPEM reads a file of at most MaxPEMBytes.
 func readPEM(path string) ([]byte, error) {
 	f, err := os.Open(path)
