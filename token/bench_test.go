@@ -7,9 +7,6 @@ package main
 //	go tool pprof -top token.test cpu.out
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -20,12 +17,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
-// newBenchServer is the daemon's Server as newServer builds it for
-// auth_backend users, with refresh tokens in a temporary state directory
-// and the audit log written as text to io.Discard.
+// newBenchServer is newTestServer with the daemon's real authentication
+// chain for auth_backend users (cache, backoff, counting, users file),
+// refresh tokens in a temporary state directory, and the audit log written
+// as text to io.Discard instead of collected in memory.
 func newBenchServer(b *testing.B) *Server {
 	b.Helper()
 	dir := b.TempDir()
@@ -35,18 +32,6 @@ func newBenchServer(b *testing.B) *Server {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	uf, err := NewUsersFile(users, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	iss, err := NewIssuer("bench-issuer", DefaultTokenTTL, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pol, err := NewPolicy(PolicyConfig{AdminUsers: []string{"admin"}, PublicNamespaces: []string{"public"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,19 +47,9 @@ func newBenchServer(b *testing.B) *Server {
 	auth := NewCredentialCache(
 		NewBackoff(NewCountingBackend(uf, m), BackoffConfig{Free: DefaultBackoffFree, Max: DefaultBackoffMax}, m),
 		CacheConfig{TTL: DefaultCacheTTL, Size: DefaultCacheSize, Domain: "Default"}, m)
-	s := &Server{
-		auth:       auth,
-		policy:     pol,
-		services:   map[string]bool{testService: true},
-		audit:      &Audit{log: log},
-		log:        log,
-		now:        time.Now,
-		metrics:    m,
-		refresh:    store,
-		refreshTTL: DefaultRefreshTokenTTL,
-		users:      usersFileChecker{uf},
-	}
-	s.issuer.Store(iss)
+	s, _ := newTestServer(b, auth)
+	s.log, s.audit, s.metrics = log, &Audit{log: log}, m
+	s.refresh, s.refreshTTL, s.users = store, DefaultRefreshTokenTTL, usersFileChecker{uf}
 	return s
 }
 

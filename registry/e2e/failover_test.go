@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,34 +269,7 @@ func killByPidfile(path string) {
 // without compression (gzip level 0) so that making it is quick.
 func newBigImage(t *testing.T, tag string, n int) *image {
 	t.Helper()
-	payload := make([]byte, n)
-	if _, err := rand.Read(payload); err != nil {
-		t.Fatal(err)
-	}
-	var tarBuf bytes.Buffer
-	tw := tar.NewWriter(&tarBuf)
-	hdr := &tar.Header{Name: "big", Mode: 0o644, Size: int64(n), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
-	if err := tw.WriteHeader(hdr); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(payload); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.NoCompression)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return newImageWithLayers(t, tag, layer{data: gz.Bytes(), digest: sha256Digest(gz.Bytes()), diffID: sha256Digest(tarBuf.Bytes())})
+	return newImageWithLayers(t, tag, randomLayer(t, n, gzip.NoCompression))
 }
 
 // uploadedBytes is the size of the largest upload in progress under the

@@ -57,14 +57,22 @@ func (im *image) ref() string { return "oci:" + im.dir + ":" + im.tag }
 // newLayer makes a layer holding one file of random bytes.
 func newLayer(t testing.TB) layer {
 	t.Helper()
-	payload := make([]byte, layerPayloadBytes)
+	return randomLayer(t, layerPayloadBytes, gzip.DefaultCompression)
+}
+
+// randomLayer makes a gzip'd tar layer holding one file of n random bytes,
+// compressed at the given gzip level (gzip.NoCompression keeps big layers
+// quick to make).
+func randomLayer(t testing.TB, n, level int) layer {
+	t.Helper()
+	payload := make([]byte, n)
 	if _, err := rand.Read(payload); err != nil {
 		t.Fatal(err)
 	}
 	var tarBuf bytes.Buffer
 	tw := tar.NewWriter(&tarBuf)
 	name := "e2e-" + hex.EncodeToString(payload[:8])
-	hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(payload)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+	hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(n), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +83,10 @@ func newLayer(t testing.TB) layer {
 		t.Fatal(err)
 	}
 	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
+	zw, err := gzip.NewWriterLevel(&gz, level)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
 		t.Fatal(err)
 	}
