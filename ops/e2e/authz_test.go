@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"stx-registry/shared/testrig"
 )
 
 // The operations of the authorization matrix.
@@ -28,8 +30,8 @@ var deniedOutput = regexp.MustCompile(`(?i)denied|unauthorized|authentication re
 func TestAuthorizationMatrix(t *testing.T) {
 	e := sharedEnv(t)
 	h := newClientHome(t)
-	images := map[string]*image{}
-	img := func(name string) *image {
+	images := map[string]*testrig.Image{}
+	img := func(name string) *testrig.Image {
 		if images[name] == nil {
 			images[name] = newImage(t, "v1")
 		}
@@ -94,7 +96,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					t.Errorf("%s push %s failed, but not as denied:\n%s", s.user, s.repo, r.output)
 				}
 				name, tag, _ := strings.Cut(s.repo, ":")
-				if e.manifestDigest(t, name, tag) == img(s.image).manifest.Digest {
+				if e.manifestDigest(t, name, tag) == img(s.image).Manifest.Digest {
 					t.Errorf("%s holds the image of the denied push", s.repo)
 				}
 			case opPull:
@@ -109,7 +111,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 				}
 			case opDelete:
-				digest := img(s.image).manifest.Digest
+				digest := img(s.image).Manifest.Digest
 				tok := e.tokenFor(t, s.user, "repository:"+s.repo+":delete")
 				r := e.api(t, http.MethodDelete, "/v2/"+s.repo+"/manifests/"+digest, tok, nil, nil)
 				want := http.StatusUnauthorized
@@ -193,24 +195,24 @@ func TestCrossNamespaceMount(t *testing.T) {
 	h := newClientHome(t)
 	base := newImage(t, "v1")
 	e.mustPush(t, h, "user1", base, "user1/mountsrc:v1")
-	shared := base.layers[0].digest
+	shared := base.Layers[0].Digest
 
 	// Through skopeo: the layer is known from user1/mountsrc in its blob
 	// info cache, so it may try the mount; the push must succeed.
 	derived := newImageSharing(t, "v1", base)
-	mark := e.registry.logSize()
+	mark := e.registry.LogSize()
 	e.mustPush(t, h, "user2", derived, "user2/derived:v1")
 	// skopeo 1.9 first checks the candidate with a HEAD on user1/mountsrc,
 	// is refused, and then uploads without trying the mount; containerd
 	// does try it (TestContainerdPull). Any mount that was tried must have
 	// been answered with a normal upload.
-	for _, m := range mountRequests(e.registry.logSince(mark)) {
+	for _, m := range mountRequests(e.registry.LogSince(mark)) {
 		if m.status != "202" {
 			t.Errorf("skopeo's mount from %s answered %s, want 202", m.from, m.status)
 		}
 	}
-	if got := e.manifestDigest(t, "user2/derived", "v1"); got != derived.manifest.Digest {
-		t.Errorf("user2/derived:v1 is %q, pushed %s", got, derived.manifest.Digest)
+	if got := e.manifestDigest(t, "user2/derived", "v1"); got != derived.Manifest.Digest {
+		t.Errorf("user2/derived:v1 is %q, pushed %s", got, derived.Manifest.Digest)
 	}
 
 	// The exact request: user2's token has pull,push on its own repository

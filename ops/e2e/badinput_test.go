@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"stx-registry/shared/testrig"
 )
 
 // TestTokenServerBadInput sends the token server malformed, oversized and
@@ -199,9 +201,9 @@ func TestRegistryBadInput(t *testing.T) {
 		{"finish an upload with a bad digest", http.MethodPut, startUpload(t, e, tok) + "digest=sha256:xyz", tok, "abc", octets},
 		{"finish an upload with a wrong digest", http.MethodPut, startUpload(t, e, tok) + "digest=sha256:" + strings.Repeat("3", 64), tok, "abc", octets},
 		{"finish an upload without a digest", http.MethodPut, startUpload(t, e, tok), tok, "abc", octets},
-		{"finish an upload with a tampered state", http.MethodPut, tamper(startUpload(t, e, tok)) + "digest=" + sha256Digest([]byte("abc")), tok, "abc", octets},
+		{"finish an upload with a tampered state", http.MethodPut, tamper(startUpload(t, e, tok)) + "digest=" + testrig.Digest([]byte("abc")), tok, "abc", octets},
 		{"unknown upload", http.MethodPatch, "/v2/user1/junk/blobs/uploads/not-an-upload", tok, "abc", http.Header{"Content-Type": {"application/octet-stream"}}},
-		{"referrers (not implemented)", http.MethodGet, "/v2/user1/junk/referrers/" + im.manifest.Digest, tok, "", nil},
+		{"referrers (not implemented)", http.MethodGet, "/v2/user1/junk/referrers/" + im.Manifest.Digest, tok, "", nil},
 		{"tags list with bad n", http.MethodGet, "/v2/user1/junk/tags/list?n=-5", tok, "", nil},
 		{"catalog without a catalog grant", http.MethodGet, "/v2/_catalog?n=abc", tok, "", nil},
 	}
@@ -225,8 +227,8 @@ func TestRegistryBadInput(t *testing.T) {
 		})
 	}
 	// The image pushed at the start is untouched.
-	if got := e.manifestDigest(t, "user1/junk", "v1"); got != im.manifest.Digest {
-		t.Errorf("user1/junk:v1 is %q after the junk, want %s", got, im.manifest.Digest)
+	if got := e.manifestDigest(t, "user1/junk", "v1"); got != im.Manifest.Digest {
+		t.Errorf("user1/junk:v1 is %q after the junk, want %s", got, im.Manifest.Digest)
 	}
 	e.checkHealthy(t)
 }

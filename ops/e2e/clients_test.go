@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // clientTimeout bounds one skopeo, podman or ctr run; the images are a few
@@ -94,10 +96,10 @@ func (h *clientHome) skopeo(t testing.TB, args ...string) result {
 }
 
 // skopeoPush copies im to docker://REG/repo as user.
-func (e *env) skopeoPush(t testing.TB, h *clientHome, user string, im *image, repo string) result {
+func (e *env) skopeoPush(t testing.TB, h *clientHome, user string, im *testrig.Image, repo string) result {
 	t.Helper()
 	return h.skopeo(t, "copy", "--dest-creds", e.creds(user), "--dest-cert-dir", e.certDir(),
-		im.ref(), "docker://"+e.registryAddr+"/"+repo)
+		im.Ref(), "docker://"+e.registryAddr+"/"+repo)
 }
 
 // skopeoPull copies docker://REG/repo as user into a new OCI layout under
@@ -110,7 +112,7 @@ func (e *env) skopeoPull(t testing.TB, h *clientHome, user, repo string) (string
 }
 
 // mustPush pushes im to repo as user and fails the test if that fails.
-func (e *env) mustPush(t testing.TB, h *clientHome, user string, im *image, repo string) {
+func (e *env) mustPush(t testing.TB, h *clientHome, user string, im *testrig.Image, repo string) {
 	t.Helper()
 	if r := e.skopeoPush(t, h, user, im, repo); r.err != nil {
 		t.Fatalf("pushing %s as %s: %v\n%s", repo, user, r.err, r.output)

@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // containerdWait bounds waiting for the private containerd to serve its
@@ -26,9 +27,7 @@ const containerdWait = 20 * time.Second
 type containerd struct {
 	dir  string
 	sock string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testrig.Proc
 }
 
 func startContainerd(t *testing.T) *containerd {
@@ -39,7 +38,7 @@ func startContainerd(t *testing.T) *containerd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock"), log: filepath.Join(dir, "containerd.log"), done: make(chan struct{})}
+	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock")}
 	// Only what a pull needs: the CRI plugin and the snapshotters that need
 	// kernel support or block devices are off; images unpack with native.
 	conf := fmt.Sprintf(`version = 2
@@ -62,34 +61,15 @@ disabled_plugins = [
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc", filepath.Join(dir, "opt"))
 	confPath := filepath.Join(dir, "config.toml")
 	writeFile(t, confPath, []byte(conf))
-	logf, err := os.Create(c.log)
+	c.proc, err = testrig.Start(testrig.Cmd{Argv: []string{"containerd", "--config", confPath}, Log: filepath.Join(dir, "containerd.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command("containerd", "--config", confPath)
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.SysProcAttr = dieWithTest()
-	if err := c.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("starting containerd: %v", err)
-	}
-	go func() {
-		c.cmd.Wait()
-		logf.Close()
-		close(c.done)
-	}()
 	t.Cleanup(func() {
 		// Stop exactly the containerd started here, by its PID.
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(stopWait):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
+		c.proc.Stop()
 		if t.Failed() {
-			b, _ := os.ReadFile(c.log)
-			t.Logf("containerd log:\n%s", b)
+			t.Logf("containerd log:\n%s", c.proc.Log())
 		}
 	})
 	deadline := time.Now().Add(containerdWait)
@@ -99,11 +79,8 @@ disabled_plugins = [
 				return c
 			}
 		}
-		select {
-		case <-c.done:
-			b, _ := os.ReadFile(c.log)
-			t.Fatalf("containerd exited at start:\n%s", b)
-		default:
+		if !c.proc.Running() {
+			t.Fatalf("containerd exited at start:\n%s", c.proc.Log())
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("containerd did not serve %s within %v", c.sock, containerdWait)
@@ -158,7 +135,7 @@ type auditLine struct {
 func (e *env) auditSince(t testing.TB, mark int64) []auditLine {
 	t.Helper()
 	var lines []auditLine
-	sc := bufio.NewScanner(bytes.NewReader(e.token.logSince(mark)))
+	sc := bufio.NewScanner(bytes.NewReader(e.token.LogSince(mark)))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var l auditLine
@@ -183,14 +160,14 @@ func TestContainerdPull(t *testing.T) {
 	hosts := e.hostsDir(t)
 	ref := e.registryAddr + "/user1/ctr:v1"
 
-	mark := e.token.logSize()
+	mark := e.token.LogSize()
 	r := c.ctr(t, "images", "pull", "--snapshotter", "native", "--user", e.creds("user1"), "--hosts-dir", hosts, ref)
 	if r.err != nil {
 		t.Fatalf("ctr images pull: %v\n%s", r.err, r.output)
 	}
 	out := c.ctr(t, "images", "ls")
-	if out.err != nil || !strings.Contains(out.output, im.manifest.Digest) {
-		t.Errorf("ctr images ls does not list %s at %s: %v\n%s", ref, im.manifest.Digest, out.err, out.output)
+	if out.err != nil || !strings.Contains(out.output, im.Manifest.Digest) {
+		t.Errorf("ctr images ls does not list %s at %s: %v\n%s", ref, im.Manifest.Digest, out.err, out.output)
 	}
 	var posted bool
 	for _, l := range e.auditSince(t, mark) {
@@ -203,7 +180,7 @@ func TestContainerdPull(t *testing.T) {
 		}
 	}
 	if !posted {
-		t.Errorf("no granted POST password grant from containerd-client for user1 in the audit log:\n%s", e.token.logSince(mark))
+		t.Errorf("no granted POST password grant from containerd-client for user1 in the audit log:\n%s", e.token.LogSince(mark))
 	}
 
 	// containerd pushing a layer it pulled from user1/ctr into user2's
@@ -213,17 +190,17 @@ func TestContainerdPull(t *testing.T) {
 	// not a 401 that would fail the whole push.
 	copyRef := e.registryAddr + "/user2/ctrcopy:v1"
 	mustOK(t, c.ctr(t, "images", "tag", ref, copyRef), "ctr images tag")
-	regMark := e.registry.logSize()
+	regMark := e.registry.LogSize()
 	r = c.ctr(t, "images", "push", "--user", e.creds("user2"), "--hosts-dir", hosts, copyRef)
 	if r.err != nil {
 		t.Fatalf("ctr images push %s as user2: %v\n%s", copyRef, r.err, r.output)
 	}
-	if got := e.manifestDigest(t, "user2/ctrcopy", "v1"); got != im.manifest.Digest {
-		t.Errorf("user2/ctrcopy:v1 is %q, want %s", got, im.manifest.Digest)
+	if got := e.manifestDigest(t, "user2/ctrcopy", "v1"); got != im.Manifest.Digest {
+		t.Errorf("user2/ctrcopy:v1 is %q, want %s", got, im.Manifest.Digest)
 	}
-	mounts := mountRequests(e.registry.logSince(regMark))
+	mounts := mountRequests(e.registry.LogSince(regMark))
 	if len(mounts) == 0 {
-		t.Errorf("containerd did not try a cross-repository mount from user1/ctr; registry log:\n%s", e.registry.logSince(regMark))
+		t.Errorf("containerd did not try a cross-repository mount from user1/ctr; registry log:\n%s", e.registry.LogSince(regMark))
 	}
 	t.Logf("containerd tried %d cross-repository mounts: %v", len(mounts), mounts)
 	for _, m := range mounts {
@@ -234,7 +211,7 @@ func TestContainerdPull(t *testing.T) {
 
 	// A wrong password: the POST is refused, containerd falls back to GET
 	// with Basic auth, which is refused too.
-	mark = e.token.logSize()
+	mark = e.token.LogSize()
 	r = c.ctr(t, "images", "pull", "--snapshotter", "native", "--user", "user1:wrong-password", "--hosts-dir", hosts, ref)
 	if r.err == nil {
 		t.Fatalf("ctr images pull with a wrong password succeeded:\n%s", r.output)
@@ -256,7 +233,7 @@ func TestContainerdPull(t *testing.T) {
 	}
 	if !sawPost || !sawGetAfterPost {
 		t.Errorf("want a denied POST (401) then a denied GET fallback (401) in the audit log; POST %v, GET after it %v:\n%s",
-			sawPost, sawGetAfterPost, e.token.logSince(mark))
+			sawPost, sawGetAfterPost, e.token.LogSince(mark))
 	}
 }
 

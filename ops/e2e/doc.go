@@ -11,5 +11,5 @@
 //
 // Run with:
 //
-//	go test -count=1 ./registry/e2e/ -v
+//	go test -count=1 ./ops/e2e/ -v
 package e2e

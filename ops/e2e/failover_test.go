@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // The failover drill simulates two controllers on this machine, as SM runs
@@ -85,13 +86,12 @@ func (c *controller) logfile(d string) string { return filepath.Join(c.dir, d+".
 
 // drill is the whole simulated cluster.
 type drill struct {
-	t       *testing.T
-	base    string
-	device  string // /dev/loopN
-	marker  string // the Kubernetes marker file
-	e       *env   // clients' view: addresses, CA, passwords
-	a, b    *controller
-	refresh bool // the token server has state_directory (refresh tokens)
+	t      *testing.T
+	base   string
+	device string // /dev/loopN
+	marker string // the Kubernetes marker file
+	e      *env   // clients' view: addresses, CA, passwords
+	a, b   *controller
 }
 
 // agentRun is one agent invocation's result.
@@ -134,13 +134,13 @@ func (d *drill) agent(path, instance, action string, params map[string]string) a
 
 // daemonParams are the OCF_RESKEY_* of our agents on controller c.
 func (d *drill) daemonParams(c *controller, daemon string) map[string]string {
-	bin := filepath.Join(binDir, daemon)
+	binary := filepath.Join(bin.Dir, daemon)
 	conf := c.regConf()
 	if daemon == "stx-token-server" {
 		conf = c.tokConf()
 	}
 	return map[string]string{
-		"binary":       bin,
+		"binary":       binary,
 		"config":       conf,
 		"pidfile":      c.pidfile(daemon),
 		"logfile":      c.logfile(daemon),
@@ -184,7 +184,7 @@ func (d *drill) logs() string {
 	var b strings.Builder
 	for _, c := range []*controller{d.a, d.b} {
 		for _, dm := range []string{"stx-token-server", "stx-registry"} {
-			fmt.Fprintf(&b, "--- %s %s log (tail):\n%s\n", c.name, dm, tailFile(c.logfile(dm)))
+			fmt.Fprintf(&b, "--- %s %s log (tail):\n%s\n", c.name, dm, testrig.TailFile(c.logfile(dm)))
 		}
 	}
 	return b.String()
@@ -203,10 +203,8 @@ func (d *drill) activate(c *controller, first bool) time.Time {
 		if err := os.Chmod(c.mnt, 0o700); err != nil {
 			d.t.Fatal(err)
 		}
-		if d.refresh {
-			if err := os.Mkdir(filepath.Join(c.mnt, "token-state"), 0o700); err != nil {
-				d.t.Fatal(err)
-			}
+		if err := os.Mkdir(filepath.Join(c.mnt, "token-state"), 0o700); err != nil {
+			d.t.Fatal(err)
 		}
 	}
 	d.must(d.ours(c, "stx-token-server", "start"), ocfSuccess, c.name+": stx-token-server start")
@@ -267,9 +265,13 @@ func killByPidfile(path string) {
 
 // newBigImage writes an image with one layer of n random bytes, stored
 // without compression (gzip level 0) so that making it is quick.
-func newBigImage(t *testing.T, tag string, n int) *image {
+func newBigImage(t *testing.T, tag string, n int) *testrig.Image {
 	t.Helper()
-	return newImageWithLayers(t, tag, randomLayer(t, n, gzip.NoCompression))
+	im, err := testrig.NewImage(layoutDir(t), tag, 1, int64(n), testrig.GzipStored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
 }
 
 // uploadedBytes is the size of the largest upload in progress under the
@@ -290,18 +292,18 @@ func uploadedBytes(mnt, repo string) int64 {
 
 // pullSame pulls repo as user and fails unless the manifest and layers are
 // im's.
-func (d *drill) pullSame(h *clientHome, user, repo string, im *image) {
+func (d *drill) pullSame(h *clientHome, user, repo string, im *testrig.Image) {
 	d.t.Helper()
 	dir, r := d.e.skopeoPull(d.t, h, user, repo)
 	if r.err != nil {
 		d.t.Fatalf("pulling %s as %s: %v\n%s\n%s", repo, user, r.err, r.output, d.logs())
 	}
 	digest, layers := layoutManifest(d.t, dir, "pulled")
-	if digest != im.manifest.Digest {
-		d.t.Errorf("%s: pulled manifest %s, pushed %s", repo, digest, im.manifest.Digest)
+	if digest != im.Manifest.Digest {
+		d.t.Errorf("%s: pulled manifest %s, pushed %s", repo, digest, im.Manifest.Digest)
 	}
-	if strings.Join(layers, ",") != strings.Join(im.layerDigests(), ",") {
-		d.t.Errorf("%s: pulled layers %v, pushed %v", repo, layers, im.layerDigests())
+	if strings.Join(layers, ",") != strings.Join(im.LayerDigests(), ",") {
+		d.t.Errorf("%s: pulled layers %v, pushed %v", repo, layers, im.LayerDigests())
 	}
 }
 
@@ -340,16 +342,6 @@ func (d *drill) refreshPull(rt, repo string) {
 	}
 }
 
-// tokenServerHasStateDirectory reports whether stx-token-server knows the
-// state_directory keyword (refresh tokens that survive a restart).
-func tokenServerHasStateDirectory(t *testing.T) bool {
-	src, err := os.ReadFile(filepath.Join(moduleRoot, "token", "config.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Contains(src, []byte(`"state_directory"`))
-}
-
 // newDrill lays out both controllers, the certificates (ops/stx-gencerts,
 // with the floating IP in the SANs), the users and the loop device.
 func newDrill(t *testing.T) *drill {
@@ -363,7 +355,7 @@ func newDrill(t *testing.T) *drill {
 		t.Fatal("the failover drill mounts filesystems and adds addresses: run it as root")
 	}
 	base := t.TempDir()
-	d := &drill{t: t, base: base, refresh: tokenServerHasStateDirectory(t)}
+	d := &drill{t: t, base: base}
 	d.a = &controller{name: "controller-0", dir: filepath.Join(base, "controller-0"), mnt: filepath.Join(base, "controller-0", "docker-distribution")}
 	d.b = &controller{name: "controller-1", dir: filepath.Join(base, "controller-1"), mnt: filepath.Join(base, "controller-1", "docker-distribution")}
 	for _, c := range []*controller{d.a, d.b} {
@@ -401,11 +393,11 @@ func newDrill(t *testing.T) *drill {
 	writeFile(t, filepath.Join(clientDir, "ca.pem"), cert)
 	writeFile(t, filepath.Join(clientDir, "certs.d", "ca.crt"), cert)
 
-	regPort, err := freeAddr()
+	regPort, err := testrig.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokPort, err := freeAddr()
+	tokPort, err := testrig.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +407,7 @@ func newDrill(t *testing.T) *drill {
 		tokenAddr:    failoverVIP + tokPort[strings.LastIndexByte(tokPort, ':'):],
 		passwords:    map[string]string{},
 	}
-	if d.e.client, err = newClient(d.e.caFile()); err != nil {
+	if d.e.client, err = testrig.Client(d.e.caFile()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -423,11 +415,9 @@ func newDrill(t *testing.T) *drill {
 	// management tool would).
 	users := filepath.Join(base, "users")
 	for _, u := range []string{"user1", "user2"} {
-		pw := randomHex(12)
-		cmd := exec.Command(filepath.Join(binDir, "stx-token-server"), "passwd", "-f", users, u)
-		cmd.Stdin = strings.NewReader(pw + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("stx-token-server passwd %s: %v\n%s", u, err, out)
+		pw := testrig.RandomHex(12)
+		if err := testrig.Passwd(context.Background(), bin.TokenServer, users, u, pw); err != nil {
+			t.Fatal(err)
 		}
 		d.e.passwords[u] = pw
 	}
@@ -449,9 +439,7 @@ func newDrill(t *testing.T) *drill {
 			"signing_key " + filepath.Join(pki, "token.key"),
 			"auth_backend users",
 			"users_file " + filepath.Join(c.dir, "users"),
-		}
-		if d.refresh {
-			tok = append(tok, "state_directory "+filepath.Join(c.mnt, "token-state"))
+			"state_directory " + filepath.Join(c.mnt, "token-state"),
 		}
 		writeConf(t, c.tokConf(), tok)
 		writeConf(t, c.regConf(), []string{
@@ -513,7 +501,7 @@ func newDrill(t *testing.T) *drill {
 // writeConf writes a configuration file from its lines.
 func writeConf(t *testing.T, path string, lines []string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+	if err := testrig.WriteConf(path, lines...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -545,22 +533,15 @@ func TestFailover(t *testing.T) {
 	im2 := newImage(t, "v1")
 	d.e.mustPush(t, h, "user1", im1, "user1/app:v1")
 	d.e.mustPush(t, h, "user2", im2, "user2/app:v1")
-	var rt string
-	if d.refresh {
-		rt = d.refreshLogin("user1")
-		d.refreshPull(rt, "user1/app")
-	} else {
-		// TODO(issue 4): assert a refresh token survives the failover once
-		// stx-token-server has state_directory.
-		t.Log("stx-token-server has no state_directory: refresh tokens across a failover not checked")
-	}
+	rt := d.refreshLogin("user1")
+	d.refreshPull(rt, "user1/app")
 
 	// 2. kill -9 the registry and the token server while a big push runs.
 	big := newBigImage(t, "v1", bigLayerBytes)
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
 	push := exec.CommandContext(ctx, "skopeo", "--policy", h.policy, "copy", "--dest-creds", d.e.creds("user1"),
-		"--dest-cert-dir", d.e.certDir(), big.ref(), "docker://"+d.e.registryAddr+"/user1/big:v1")
+		"--dest-cert-dir", d.e.certDir(), big.Ref(), "docker://"+d.e.registryAddr+"/user1/big:v1")
 	push.Env = h.environ()
 	var pushOut bytes.Buffer
 	push.Stdout, push.Stderr = &pushOut, &pushOut
@@ -581,7 +562,7 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("kill -9 %s: %v", dm, err)
 		}
 	}
-	t.Logf("killed both daemons with %d of %d bytes of the big layer uploaded", sent, len(big.layers[0].data))
+	t.Logf("killed both daemons with %d of %d bytes of the big layer uploaded", sent, big.Layers[0].Size)
 	if err := push.Wait(); err == nil {
 		t.Fatalf("the push survived kill -9 of the registry:\n%s", pushOut.String())
 	}
@@ -615,19 +596,17 @@ func TestFailover(t *testing.T) {
 // their digests, the refresh token still works, and the interrupted push
 // left nothing visible until it is retried (first time only), after which
 // it pulls too.
-func (d *drill) checkAfter(h *clientHome, im1, im2, big *image, rt string, retry bool) {
+func (d *drill) checkAfter(h *clientHome, im1, im2, big *testrig.Image, rt string, retry bool) {
 	d.t.Helper()
 	d.pullSame(h, "user1", "user1/app:v1", im1)
 	d.pullSame(h, "user2", "user2/app:v1", im2)
-	if d.refresh {
-		d.refreshPull(rt, "user1/app")
-	}
+	d.refreshPull(rt, "user1/app")
 	if retry {
 		tok := d.e.tokenFor(d.t, "user1", "repository:user1/big:pull")
 		if got := d.e.api(d.t, "GET", "/v2/user1/big/manifests/v1", tok, nil, map[string][]string{"Accept": {mediaManifest}}); got.status != http.StatusNotFound {
 			d.t.Errorf("interrupted push: GET user1/big:v1 answered %d before the retry, want 404", got.status)
 		}
-		if got := d.e.api(d.t, "HEAD", "/v2/user1/big/blobs/"+big.layers[0].digest, tok, nil, nil); got.status != http.StatusNotFound {
+		if got := d.e.api(d.t, "HEAD", "/v2/user1/big/blobs/"+big.Layers[0].Digest, tok, nil, nil); got.status != http.StatusNotFound {
 			d.t.Errorf("interrupted push: HEAD of the big layer answered %d before the retry, want 404", got.status)
 		}
 		d.e.mustPush(d.t, h, "user1", big, "user1/big:v1")

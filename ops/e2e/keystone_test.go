@@ -4,37 +4,25 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // Settings and bounds of the Keystone end-to-end test.
 const (
-	// keystoneStartWait bounds ops/test-keystone.sh: db_sync, the key
-	// repositories and the bootstrap take 15-30 s on a busy 2-core machine,
-	// then GET /v3 must answer 200.
-	keystoneStartWait = 90 * time.Second
-	// keystoneCallTimeout bounds one admin REST call; Keystone under
-	// wsgiref serves one request at a time.
-	keystoneCallTimeout = 30 * time.Second
-	// keystoneWriteTries is how often an admin call is tried: the sqlite
-	// backend sometimes answers 500 to a write.
-	keystoneWriteTries = 5
-
 	// ksTimeout is both token servers' keystone_timeout.
 	ksTimeout = 3 * time.Second
 	// shortCacheTTL is the cache_ttl of the token server the account-change
@@ -95,231 +83,56 @@ const (
 // users, and kcold logs in for the first time while Keystone is down.
 var keystoneUsers = []string{"kuser1", "kuser2", "kadmin", "kseq", "kconc", "kbad", "kcold"}
 
-// keystone is a throwaway Keystone run by ops/test-keystone.sh.
+// keystone is the test's throwaway Keystone and the IDs of the users it
+// created.
 type keystone struct {
-	url           string // http://127.0.0.1:PORT/v3
-	dir           string // test-keystone.sh's DIR: config, database, keystone.log
-	accessLog     string // keystone-wsgi-public's standard error: one line per request
-	adminPassword string
-	client        *http.Client
-	cmd           *exec.Cmd
-	done          chan struct{} // closed when the process has exited
-
-	adminToken string
-	userIDs    map[string]string
+	*testrig.Keystone
+	userIDs map[string]string
 }
 
-// startKeystone starts ops/test-keystone.sh on a free loopback port and
-// waits until GET /v3 answers 200. The test's cleanup stops it by its PID.
+// startKeystone starts a throwaway Keystone on a free loopback port; the
+// test's cleanup stops it by its PID.
 func startKeystone(t *testing.T) *keystone {
 	t.Helper()
 	needTool(t, "keystone-manage", "keystone-wsgi-public")
-	base := t.TempDir()
-	addr, err := freeAddr()
+	k, err := testrig.StartKeystone(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	k := &keystone{
-		url:           "http://" + addr + "/v3",
-		dir:           filepath.Join(base, "keystone"),
-		accessLog:     filepath.Join(base, "keystone-access.log"),
-		adminPassword: randomHex(12),
-		client:        &http.Client{Timeout: keystoneCallTimeout},
-		done:          make(chan struct{}),
-		userIDs:       map[string]string{},
-	}
-	logf, err := os.Create(k.accessLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The script execs keystone-wsgi-public, so this PID is Keystone's.
-	k.cmd = exec.Command("sh", filepath.Join(moduleRoot, "ops", "test-keystone.sh"), k.dir, port, k.adminPassword)
-	k.cmd.Stdout, k.cmd.Stderr = logf, logf
-	k.cmd.SysProcAttr = dieWithTest()
-	if err := k.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("starting ops/test-keystone.sh: %v", err)
-	}
-	go func() {
-		k.cmd.Wait()
-		logf.Close()
-		close(k.done)
-	}()
 	t.Cleanup(func() {
-		k.stop()
+		k.Stop()
 		if t.Failed() {
-			t.Logf("keystone.log (tail):\n%s", tailFile(filepath.Join(k.dir, "keystone.log")))
-			t.Logf("keystone access log (tail):\n%s", tailFile(k.accessLog))
+			t.Logf("keystone logs:\n%s", k.Tail())
 		}
 	})
-
-	deadline := time.Now().Add(keystoneStartWait)
-	for {
-		select {
-		case <-k.done:
-			t.Fatalf("ops/test-keystone.sh exited at start: %v\n%s\n%s", k.cmd.ProcessState,
-				tailFile(k.accessLog), tailFile(filepath.Join(k.dir, "keystone-manage.log")))
-		default:
-		}
-		if resp, err := k.client.Get(k.url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return k
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("keystone did not answer GET %s with 200 within %v:\n%s", k.url, keystoneStartWait, tailFile(k.accessLog))
-		}
-		time.Sleep(healthPoll)
-	}
-}
-
-// stop sends SIGTERM to Keystone (by its PID) and waits, killing it after
-// stopWait. Stopping a stopped Keystone does nothing.
-func (k *keystone) stop() {
-	select {
-	case <-k.done:
-		return
-	default:
-	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(stopWait):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
-}
-
-// tailFile is the end of a log file, for failure messages.
-func tailFile(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > logTailBytes {
-		b = b[len(b)-logTailBytes:]
-	}
-	return string(b)
-}
-
-// passwordAuth is the body of a password login, scoped to a project of
-// the Default domain unless project is "".
-func passwordAuth(user, password, project string) map[string]any {
-	auth := map[string]any{
-		"identity": map[string]any{
-			"methods": []string{"password"},
-			"password": map[string]any{"user": map[string]any{
-				"name": user, "domain": map[string]string{"name": "Default"}, "password": password,
-			}},
-		},
-	}
-	if project != "" {
-		auth["scope"] = map[string]any{"project": map[string]any{"name": project, "domain": map[string]string{"name": "Default"}}}
-	}
-	return map[string]any{"auth": auth}
-}
-
-// call sends one JSON request to Keystone, with the admin token once there
-// is one, and tries again while Keystone answers 500 (sqlite). It returns
-// the last status, headers and body.
-func (k *keystone) call(t testing.TB, method, path string, body any) (int, http.Header, []byte) {
-	t.Helper()
-	var payload []byte
-	if body != nil {
-		payload = mustJSON(t, body)
-	}
-	var (
-		status int
-		header http.Header
-		out    []byte
-	)
-	for try := 1; try <= keystoneWriteTries; try++ {
-		req, err := http.NewRequest(method, k.url+path, bytes.NewReader(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if k.adminToken != "" {
-			req.Header.Set("X-Auth-Token", k.adminToken)
-		}
-		resp, err := k.client.Do(req)
-		if err != nil {
-			t.Fatalf("keystone %s %s: %v", method, path, err)
-		}
-		out, err = io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("keystone %s %s: reading the body: %v", method, path, err)
-		}
-		status, header = resp.StatusCode, resp.Header
-		if status != http.StatusInternalServerError {
-			break
-		}
-		t.Logf("keystone %s %s: 500 (try %d of %d)", method, path, try, keystoneWriteTries)
-		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
-	}
-	return status, header, out
+	return &keystone{Keystone: k, userIDs: map[string]string{}}
 }
 
 // login is the status of a password login straight to Keystone, unscoped.
 func (k *keystone) login(t testing.TB, user, password string) int {
 	t.Helper()
-	status, _, _ := k.call(t, http.MethodPost, "/auth/tokens", passwordAuth(user, password, ""))
+	status, err := k.Login(user, password, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return status
 }
 
-// authenticateAdmin gets the bootstrap admin's token, scoped to project
-// "admin", for the calls that follow.
-func (k *keystone) authenticateAdmin(t testing.TB) {
-	t.Helper()
-	status, header, body := k.call(t, http.MethodPost, "/auth/tokens", passwordAuth("admin", k.adminPassword, "admin"))
-	if status != http.StatusCreated || header.Get("X-Subject-Token") == "" {
-		t.Fatalf("keystone admin login: status %d: %s", status, body)
-	}
-	k.adminToken = header.Get("X-Subject-Token")
-}
-
-// create makes one user, project or role (kind "users", "projects",
-// "roles") and returns its ID. A 409 after a 500 means the write did
-// happen: the object is then looked up by name.
+// create makes one user, project or role and returns its ID.
 func (k *keystone) create(t testing.TB, kind, name string, fields map[string]any) string {
 	t.Helper()
-	singular := strings.TrimSuffix(kind, "s")
-	obj := map[string]any{"name": name}
-	for f, v := range fields {
-		obj[f] = v
+	id, err := k.Create(kind, name, fields)
+	if err != nil {
+		t.Fatal(err)
 	}
-	status, _, body := k.call(t, http.MethodPost, "/"+kind, map[string]any{singular: obj})
-	switch status {
-	case http.StatusCreated:
-		var v map[string]struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(body, &v); err != nil || v[singular].ID == "" {
-			t.Fatalf("keystone create %s %s: no id in %s (%v)", singular, name, body, err)
-		}
-		return v[singular].ID
-	case http.StatusConflict:
-		status, _, body = k.call(t, http.MethodGet, "/"+kind+"?name="+url.QueryEscape(name), nil)
-		var v map[string][]struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(body, &v); status != http.StatusOK || err != nil || len(v[kind]) != 1 {
-			t.Fatalf("keystone look up %s %s: status %d: %s (%v)", singular, name, status, body, err)
-		}
-		return v[kind][0].ID
-	}
-	t.Fatalf("keystone create %s %s: status %d: %s", singular, name, status, body)
-	return ""
+	return id
 }
 
 // updateUser PATCHes user's fields, e.g. {"enabled": false}.
 func (k *keystone) updateUser(t testing.TB, user string, fields map[string]any) {
 	t.Helper()
-	status, _, body := k.call(t, http.MethodPatch, "/users/"+k.userIDs[user], map[string]any{"user": fields})
-	if status != http.StatusOK {
-		t.Fatalf("keystone update user %s: status %d: %s", user, status, body)
+	if err := k.UpdateUser(k.userIDs[user], fields); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -327,31 +140,27 @@ func (k *keystone) updateUser(t testing.TB, user string, fields map[string]any) 
 // in passwords, and gives kadmin adminRole on adminProject.
 func (k *keystone) populate(t testing.TB, passwords map[string]string) {
 	t.Helper()
-	k.authenticateAdmin(t)
 	for _, u := range keystoneUsers {
-		passwords[u] = randomHex(12)
+		passwords[u] = testrig.RandomHex(12)
 		k.userIDs[u] = k.create(t, "users", u, map[string]any{
 			"domain_id": "default", "enabled": true, "password": passwords[u],
 		})
 	}
 	project := k.create(t, "projects", adminProject, map[string]any{"domain_id": "default"})
 	role := k.create(t, "roles", adminRole, nil)
-	status, _, body := k.call(t, http.MethodPut, "/projects/"+project+"/users/"+k.userIDs["kadmin"]+"/roles/"+role, nil)
-	if status != http.StatusNoContent && status != http.StatusOK {
-		t.Fatalf("keystone assign %s on %s to kadmin: status %d: %s", adminRole, adminProject, status, body)
+	if err := k.Assign(project, k.userIDs["kadmin"], role); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// authPosts counts the password logins Keystone has logged: its access
-// log has one line per request, e.g.
-// 127.0.0.1 - - [29/Nov/2026 22:53:00] "POST /v3/auth/tokens HTTP/1.1" 201 1220
+// authPosts counts the password logins Keystone has logged.
 func (k *keystone) authPosts(t testing.TB) int {
 	t.Helper()
-	b, err := os.ReadFile(k.accessLog)
+	n, err := k.AuthPosts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.Count(b, []byte(`"POST /v3/auth/tokens `))
+	return n
 }
 
 // startKeystoneEnv starts a registry and two token servers that check
@@ -372,38 +181,27 @@ func startKeystoneEnv(t *testing.T, k *keystone) (e, short *env) {
 	short = &s
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("token server log (tail):\n%s", e.token.tail())
-			t.Logf("short-TTL token server log (tail):\n%s", short.token.tail())
-			t.Logf("registry log (tail):\n%s", e.registry.tail())
+			t.Logf("token server log (tail):\n%s", e.token.Tail())
+			t.Logf("short-TTL token server log (tail):\n%s", short.token.Tail())
+			t.Logf("registry log (tail):\n%s", e.registry.Tail())
 		}
 		if short.token != nil {
-			short.token.stop()
+			short.token.Stop()
 		}
 		e.stop()
 		os.RemoveAll(e.dir)
 	})
-	if short.tokenAddr, err = freeAddr(); err != nil {
+	if short.tokenAddr, err = testrig.FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
 
 	// demo-config.sh writes a users-file configuration: keep everything
 	// but the backend.
-	raw, err := os.ReadFile(e.tokenConf())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept []string
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		if kw, _, _ := strings.Cut(line, " "); kw == "auth_backend" || kw == "users_file" {
-			continue
-		}
-		kept = append(kept, line)
-	}
-	kept = append(kept,
+	if err := testrig.EditConf(e.tokenConf(), e.tokenConf(), []string{"auth_backend", "users_file"},
 		"log_format json",
 		"reserved_namespace platform",
 		"auth_backend keystone",
-		"keystone_url "+k.url,
+		"keystone_url "+k.URL,
 		"keystone_timeout "+ksTimeout.String(),
 		"admin_role "+adminRole,
 		"admin_project "+adminProject,
@@ -411,22 +209,24 @@ func startKeystoneEnv(t *testing.T, k *keystone) (e, short *env) {
 		"backoff_max "+backoffMax.String(),
 		"keystone_lockout_attempts "+strconv.Itoa(lockoutAttempts),
 		"keystone_lockout_window "+lockoutWindow.String(),
-	)
-	conf := strings.Join(kept, "\n") + "\n"
-	writeFile(t, e.tokenConf(), []byte(conf))
+	); err != nil {
+		t.Fatal(err)
+	}
 	shortConf := filepath.Join(e.dir, "stx-token-server-short.conf")
-	conf = strings.Replace(conf, "listen "+e.tokenAddr+"\n", "listen "+short.tokenAddr+"\n", 1)
-	writeFile(t, shortConf, []byte(conf+"cache_ttl "+shortCacheTTL.String()+"\n"))
+	if err := testrig.EditConf(e.tokenConf(), shortConf, []string{"listen"},
+		"listen "+short.tokenAddr, "cache_ttl "+shortCacheTTL.String()); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := e.start(); err != nil {
 		t.Fatalf("starting the daemons: %v", err)
 	}
-	short.token, err = startDaemon(filepath.Join(binDir, "stx-token-server"), shortConf, filepath.Join(e.dir, "token-short.log"))
+	short.token, err = testrig.StartDaemon(bin.TokenServer, shortConf, filepath.Join(e.dir, "token-short.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := short.waitHealthy(short.tokenAddr, short.token); err != nil {
-		t.Fatalf("short-TTL stx-token-server: %v\nlog:\n%s", err, short.token.tail())
+		t.Fatalf("short-TTL stx-token-server: %v\nlog:\n%s", err, short.token.Tail())
 	}
 	return e, short
 }
@@ -548,6 +348,7 @@ func (k *keystone) callsSince(t testing.TB, e *env, mark callCount) callCount {
 	return c
 }
 
+// TODO(restructure): import this from the token server's backoff package.
 // maxBackendFailures is the most bad-password calls the token server's
 // backoff lets through to Keystone for one user within elapsed of the
 // first, when all of n attempts fail and each comes as early as allowed.
@@ -636,15 +437,15 @@ func testKeystoneClients(t *testing.T, e *env) {
 		t.Fatalf("skopeo copy kuser1/app:v1 back as kuser1: %v\n%s", r.err, r.output)
 	}
 	digest, layers := layoutManifest(t, dir, "pulled")
-	if digest != im.manifest.Digest || !slices.Equal(layers, im.layerDigests()) {
-		t.Errorf("skopeo pulled %s %v, pushed %s %v", digest, layers, im.manifest.Digest, im.layerDigests())
+	if digest != im.Manifest.Digest || !slices.Equal(layers, im.LayerDigests()) {
+		t.Errorf("skopeo pulled %s %v, pushed %s %v", digest, layers, im.Manifest.Digest, im.LayerDigests())
 	}
 
 	ph := newClientHome(t)
 	ref := e.registryAddr + "/kuser2/podman:v1"
 	mustOK(t, ph.podmanInput(t, e.passwords["kuser2"]+"\n", "login", "--cert-dir", e.certDir(), "-u", "kuser2", "--password-stdin", e.registryAddr), "podman login as kuser2")
 	pim := newImage(t, "v1")
-	id := lastLine(mustOK(t, ph.podman(t, "pull", "--signature-policy", ph.policy, pim.ref()), "podman pull "+pim.ref()))
+	id := lastLine(mustOK(t, ph.podman(t, "pull", "--signature-policy", ph.policy, pim.Ref()), "podman pull "+pim.Ref()))
 	mustOK(t, ph.podman(t, "tag", id, ref), "podman tag")
 	digestFile := filepath.Join(ph.dir, "digest")
 	mustOK(t, ph.podman(t, "push", "--cert-dir", e.certDir(), "--digestfile", digestFile, ref), "podman push as kuser2")
@@ -664,8 +465,8 @@ func testKeystoneClients(t *testing.T, e *env) {
 	if r := c.ctr(t, "images", "pull", "--snapshotter", "native", "--user", e.creds("kuser1"), "--hosts-dir", e.hostsDir(t), cref); r.err != nil {
 		t.Fatalf("ctr images pull %s as kuser1: %v\n%s", cref, r.err, r.output)
 	}
-	if out := c.ctr(t, "images", "ls"); out.err != nil || !strings.Contains(out.output, im.manifest.Digest) {
-		t.Errorf("ctr images ls does not list %s at %s: %v\n%s", cref, im.manifest.Digest, out.err, out.output)
+	if out := c.ctr(t, "images", "ls"); out.err != nil || !strings.Contains(out.output, im.Manifest.Digest) {
+		t.Errorf("ctr images ls does not list %s at %s: %v\n%s", cref, im.Manifest.Digest, out.err, out.output)
 	}
 }
 
@@ -868,7 +669,7 @@ func testKeystoneAccountChanges(t *testing.T, k *keystone, short *env) {
 	if r, _ := short.tokenGet(t, "kuser1", old, scope); r.status != http.StatusOK {
 		t.Fatalf("kuser1 before the change: status %d: %s", r.status, r.body)
 	}
-	newPassword := randomHex(12)
+	newPassword := testrig.RandomHex(12)
 	k.updateUser(t, "kuser1", map[string]any{"password": newPassword})
 	short.passwords["kuser1"] = newPassword
 	waitRefused(t, short, "kuser1", old, scope)
@@ -910,7 +711,7 @@ func testKeystoneDown(t *testing.T, k *keystone, e *env) {
 	if r, _ := e.tokenGet(t, "kseq", e.passwords["kseq"], scope); r.status != http.StatusOK {
 		t.Fatalf("kseq with Keystone up: status %d: %s", r.status, r.body)
 	}
-	k.stop()
+	k.Stop()
 
 	if r, _ := e.tokenGet(t, "kseq", e.passwords["kseq"], scope); r.status != http.StatusOK {
 		t.Errorf("kseq, verified within the TTL, with Keystone down: status %d, want 200: %s", r.status, r.body)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // ocfTesterTimeout bounds one ocf-tester run: two starts and stops of a
@@ -36,7 +38,7 @@ func TestOCFTester(t *testing.T) {
 			agent := filepath.Join(moduleRoot, "ops", "ocf", a.agent)
 			pidfile := filepath.Join(e.dir, a.agent+".pid")
 			params := map[string]string{
-				"binary":     filepath.Join(binDir, a.agent),
+				"binary":     filepath.Join(bin.Dir, a.agent),
 				"config":     a.conf,
 				"pidfile":    pidfile,
 				"logfile":    filepath.Join(e.dir, a.agent+".log"),
@@ -54,7 +56,7 @@ func TestOCFTester(t *testing.T) {
 			cmd.Env = append(os.Environ(), "OCF_ROOT="+ocfRoot)
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "passed all tests") {
-				t.Fatalf("ocf-tester %s: %v\n%s\nlog:\n%s", a.agent, err, out, tailFile(params["logfile"]))
+				t.Fatalf("ocf-tester %s: %v\n%s\nlog:\n%s", a.agent, err, out, testrig.TailFile(params["logfile"]))
 			}
 
 			// Kubernetes gating: without the marker, validate-all and start
@@ -93,7 +95,7 @@ func TestOCFTester(t *testing.T) {
 		pidfile := filepath.Join(e.dir, "standby-token.pid")
 		t.Cleanup(func() { killByPidfile(pidfile) })
 		params := map[string]string{
-			"binary":     filepath.Join(binDir, "stx-token-server"),
+			"binary":     bin.TokenServer,
 			"config":     standby,
 			"pidfile":    pidfile,
 			"logfile":    filepath.Join(e.dir, "standby-token.log"),

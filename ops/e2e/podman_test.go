@@ -55,8 +55,8 @@ func TestPodmanRoundTrip(t *testing.T) {
 	mustOK(t, h.podmanInput(t, e.passwords["user1"]+"\n", "login", "--cert-dir", e.certDir(), "-u", "user1", "--password-stdin", e.registryAddr), "podman login")
 
 	im := newImage(t, "v1")
-	id := lastLine(mustOK(t, h.podman(t, "pull", "--signature-policy", h.policy, im.ref()), "podman pull "+im.ref()))
-	if want := strings.TrimPrefix(im.config.Digest, "sha256:"); id != want {
+	id := lastLine(mustOK(t, h.podman(t, "pull", "--signature-policy", h.policy, im.Ref()), "podman pull "+im.Ref()))
+	if want := strings.TrimPrefix(im.Config.Digest, "sha256:"); id != want {
 		t.Fatalf("podman pull printed image ID %q, want the config digest %s", id, want)
 	}
 	mustOK(t, h.podman(t, "tag", id, ref), "podman tag")

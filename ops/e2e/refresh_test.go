@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"stx-registry/shared/testrig"
 )
 
 // refreshOtherService is a second service the token server accepts, to
@@ -28,23 +29,17 @@ func startRefreshEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		if t.Failed() && e.token != nil {
-			t.Logf("token server log (tail):\n%s", e.token.tail())
+			t.Logf("token server log (tail):\n%s", e.token.Tail())
 		}
 		e.stop()
 		os.RemoveAll(e.dir)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
 	for _, u := range []string{"user1", "user2"} {
-		pw := randomHex(12)
-		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "stx-token-server"), "passwd", "-f", filepath.Join(e.dir, "users"), u)
-		cmd.Stdin = strings.NewReader(pw + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("passwd %s: %v\n%s", u, err, out)
+		if err := e.passwd(u); err != nil {
+			t.Fatal(err)
 		}
-		e.passwords[u] = pw
 	}
-	if err := appendConf(e.tokenConf(), "log_format json", "service "+refreshOtherService, "backoff_free 100"); err != nil {
+	if err := testrig.AppendConf(e.tokenConf(), "log_format json", "service "+refreshOtherService, "backoff_free 100"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.start(); err != nil {
@@ -90,7 +85,7 @@ func (e *env) refreshGrant(t *testing.T, addr, clientID, rt, service string, sco
 
 // pullWithRefresh exchanges rt for a pull token at addr and pulls im's
 // manifest and blobs from repo with it. The reply must return rt itself.
-func (e *env) pullWithRefresh(t *testing.T, addr, clientID, rt, repo string, im *image) {
+func (e *env) pullWithRefresh(t *testing.T, addr, clientID, rt, repo string, im *testrig.Image) {
 	t.Helper()
 	r, tr, again := e.refreshGrant(t, addr, clientID, rt, e.service(), "repository:"+repo+":pull")
 	if r.status != http.StatusOK || tr.AccessToken == "" {
@@ -104,11 +99,11 @@ func (e *env) pullWithRefresh(t *testing.T, addr, clientID, rt, repo string, im 
 	}
 	// skopeo pushed to REPO without a tag: latest.
 	m := e.api(t, http.MethodGet, "/v2/"+repo+"/manifests/latest", tr.AccessToken, nil, acceptManifest)
-	if m.status != http.StatusOK || m.header.Get("Docker-Content-Digest") != im.manifest.Digest {
+	if m.status != http.StatusOK || m.header.Get("Docker-Content-Digest") != im.Manifest.Digest {
 		t.Fatalf("pulling %s:latest with the refreshed token: status %d, digest %q, want %s",
-			repo, m.status, m.header.Get("Docker-Content-Digest"), im.manifest.Digest)
+			repo, m.status, m.header.Get("Docker-Content-Digest"), im.Manifest.Digest)
 	}
-	for _, d := range append(im.layerDigests(), im.config.Digest) {
+	for _, d := range append(im.LayerDigests(), im.Config.Digest) {
 		if b := e.api(t, http.MethodGet, "/v2/"+repo+"/blobs/"+d, tr.AccessToken, nil, nil); b.status != http.StatusOK {
 			t.Fatalf("blob %s: status %d", d, b.status)
 		}
@@ -143,14 +138,14 @@ func TestRefreshTokens(t *testing.T) {
 	e.pullWithRefresh(t, e.tokenAddr, "containerd-client", rt, "user1/refresh", im)
 	e.refused(t, e.tokenAddr, rt, refreshOtherService, "another service")
 	e.refused(t, e.tokenAddr, strings.Repeat("A", 43), e.service(), "a token never issued")
-	if strings.Contains(string(e.token.log()), rt) {
+	if strings.Contains(string(e.token.Log()), rt) {
 		t.Fatal("the token server logged a refresh token")
 	}
 
 	t.Run("restart", func(t *testing.T) {
-		e.token.stop()
+		e.token.Stop()
 		var err error
-		e.token, err = startDaemon(filepath.Join(binDir, "stx-token-server"), e.tokenConf(), filepath.Join(e.dir, "token.log"))
+		e.token, err = testrig.StartDaemon(bin.TokenServer, e.tokenConf(), filepath.Join(e.dir, "token.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,22 +158,18 @@ func TestRefreshTokens(t *testing.T) {
 	// A second instance with the same configuration but its own listen
 	// address, on the same state directory, stands in for the other
 	// controller; the first one is stopped.
-	addrB, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf, err := os.ReadFile(e.tokenConf())
+	addrB, err := testrig.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
 	confB := filepath.Join(e.dir, "stx-token-server-b.conf")
-	if err := os.WriteFile(confB, []byte(strings.Replace(string(conf), "listen "+e.tokenAddr, "listen "+addrB, 1)), 0o600); err != nil {
+	if err := testrig.EditConf(e.tokenConf(), confB, []string{"listen"}, "listen "+addrB); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("failover", func(t *testing.T) {
-		e.token.stop()
+		e.token.Stop()
 		var err error
-		e.token, err = startDaemon(filepath.Join(binDir, "stx-token-server"), confB, filepath.Join(e.dir, "token-b.log"))
+		e.token, err = testrig.StartDaemon(bin.TokenServer, confB, filepath.Join(e.dir, "token-b.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +180,7 @@ func TestRefreshTokens(t *testing.T) {
 	})
 
 	t.Run("revoke", func(t *testing.T) {
-		out, err := exec.Command(filepath.Join(binDir, "stx-token-server"), "revoke", "-f", confB, "-user", "user1").CombinedOutput()
+		out, err := exec.Command(bin.TokenServer, "revoke", "-f", confB, "-user", "user1").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "revoked 1 refresh tokens") {
 			t.Fatalf("revoke: %v: %s", err, out)
 		}
@@ -198,7 +189,7 @@ func TestRefreshTokens(t *testing.T) {
 	})
 
 	t.Run("damaged state file", func(t *testing.T) {
-		e.token.stop()
+		e.token.Stop()
 		state := filepath.Join(e.dir, "state", "refresh-tokens")
 		good, err := os.ReadFile(state)
 		if err != nil {
@@ -212,15 +203,15 @@ func TestRefreshTokens(t *testing.T) {
 		if err := os.WriteFile(state, []byte(damaged), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		mark := e.token.logSize()
-		e.token, err = startDaemon(filepath.Join(binDir, "stx-token-server"), confB, filepath.Join(e.dir, "token-b.log"))
+		mark := e.token.LogSize()
+		e.token, err = testrig.StartDaemon(bin.TokenServer, confB, filepath.Join(e.dir, "token-b.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := e.waitHealthy(addrB, e.token); err != nil {
 			t.Fatal(err)
 		}
-		if log := string(e.token.logSince(mark)); !strings.Contains(log, "refresh token store damaged") || !strings.Contains(log, `"bad_lines":3`) {
+		if log := string(e.token.LogSince(mark)); !strings.Contains(log, "refresh token store damaged") || !strings.Contains(log, `"bad_lines":3`) {
 			t.Errorf("the damage was not reported:\n%s", log)
 		}
 		e.pullWithRefresh(t, addrB, "docker", rt2, "user2/refresh", im)
@@ -231,7 +222,7 @@ func TestRefreshTokens(t *testing.T) {
 		}
 		e.pullWithRefresh(t, addrB, "docker", rt2, "user2/refresh", im)
 	})
-	if !e.token.running() {
-		t.Fatalf("token server exited: %v", e.token.err)
+	if !e.token.Running() {
+		t.Fatalf("token server exited: %v", e.token.Err())
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"stx-registry/shared/testrig"
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 )
@@ -88,7 +89,7 @@ func TestRotationSigningKey(t *testing.T) {
 	newKeyTok := signES256(t, newKey, newKid, map[string]any{
 		"iss": issuer, "sub": "user1", "aud": e.service(),
 		"iat": time.Now().Unix(), "nbf": time.Now().Add(-10 * time.Second).Unix(),
-		"exp": time.Now().Add(5 * time.Minute).Unix(), "jti": randomHex(16),
+		"exp": time.Now().Add(5 * time.Minute).Unix(), "jti": testrig.RandomHex(16),
 		"access": []access{{Type: "repository", Name: name, Actions: []string{"pull"}}},
 	})
 	if r := e.api(t, http.MethodGet, "/v2/"+name+"/manifests/v1", newKeyTok, nil, acceptManifests); r.status != http.StatusUnauthorized {
@@ -115,7 +116,7 @@ func TestRotationSigningKey(t *testing.T) {
 	}
 	replaceFile(t, e.tokenConf(), []byte(strings.Replace(string(conf), oldLine+"\n",
 		"signing_key "+newKeyFile+"\n"+oldLine+"\n", 1)))
-	if err := e.token.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := e.token.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the token server to sign with the new key", func() bool {
@@ -144,16 +145,16 @@ func TestRotationSigningKey(t *testing.T) {
 		t.Errorf("a token signed by the removed key: status %d, want 401", r.status)
 	}
 	// SIGHUP re-reads the bundle even when it has not changed.
-	mark := e.registry.logSize()
-	if err := e.registry.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	mark := e.registry.LogSize()
+	if err := e.registry.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the registry to re-read token_certificate on SIGHUP", func() bool {
-		return strings.Contains(string(e.registry.logSince(mark)), "token_certificate loaded")
+		return strings.Contains(string(e.registry.LogSince(mark)), "token_certificate loaded")
 	})
 	e.checkHealthy(t)
 	for _, l := range []string{"token_certificate loaded", "certificates=2", "certificates=1"} {
-		if !strings.Contains(string(e.registry.log()), l) {
+		if !strings.Contains(string(e.registry.Log()), l) {
 			t.Errorf("registry log has no %q", l)
 		}
 	}
@@ -215,21 +216,15 @@ func startRotationEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("token server log (tail):\n%s", e.token.tail())
-			t.Logf("registry log (tail):\n%s", e.registry.tail())
+			t.Logf("token server log (tail):\n%s", e.token.Tail())
+			t.Logf("registry log (tail):\n%s", e.registry.Tail())
 		}
 		e.stop()
 		os.RemoveAll(e.dir)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	pw := randomHex(12)
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "stx-token-server"), "passwd", "-f", filepath.Join(e.dir, "users"), "user1")
-	cmd.Stdin = strings.NewReader(pw + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("stx-token-server passwd user1: %v\n%s", err, out)
+	if err := e.passwd("user1"); err != nil {
+		t.Fatal(err)
 	}
-	e.passwords["user1"] = pw
 	if err := e.start(); err != nil {
 		t.Fatalf("starting the daemons: %v", err)
 	}
@@ -370,7 +365,7 @@ func keepAliveClients(t *testing.T, e *env, n int) []*http.Client {
 	t.Helper()
 	var cs []*http.Client
 	for range n {
-		c, err := newClient(e.caFile())
+		c, err := testrig.Client(e.caFile())
 		if err != nil {
 			t.Fatal(err)
 		}

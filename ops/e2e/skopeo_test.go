@@ -19,11 +19,11 @@ func TestSkopeoRoundTrip(t *testing.T) {
 		t.Fatalf("pulling user1/app:v1 back: %v\n%s", r.err, r.output)
 	}
 	digest, layers := layoutManifest(t, dir, "pulled")
-	if digest != im.manifest.Digest {
-		t.Errorf("pulled manifest %s, pushed %s", digest, im.manifest.Digest)
+	if digest != im.Manifest.Digest {
+		t.Errorf("pulled manifest %s, pushed %s", digest, im.Manifest.Digest)
 	}
-	if !slices.Equal(layers, im.layerDigests()) {
-		t.Errorf("pulled layers %v, pushed %v", layers, im.layerDigests())
+	if !slices.Equal(layers, im.LayerDigests()) {
+		t.Errorf("pulled layers %v, pushed %v", layers, im.LayerDigests())
 	}
 
 	r = h.skopeo(t, "list-tags", "--creds", e.creds("user1"), "--cert-dir", e.certDir(), "docker://"+e.registryAddr+"/user1/app")
@@ -39,10 +39,10 @@ func TestSkopeoRoundTrip(t *testing.T) {
 
 	// The registry serves the manifest under its digest too.
 	tok := e.tokenFor(t, "user1", "repository:user1/app:pull")
-	got := e.api(t, "HEAD", "/v2/user1/app/manifests/"+im.manifest.Digest, tok, nil,
+	got := e.api(t, "HEAD", "/v2/user1/app/manifests/"+im.Manifest.Digest, tok, nil,
 		map[string][]string{"Accept": {mediaManifest}})
-	if got.status != 200 || got.header.Get("Docker-Content-Digest") != im.manifest.Digest {
+	if got.status != 200 || got.header.Get("Docker-Content-Digest") != im.Manifest.Digest {
 		t.Errorf("HEAD manifest by digest: status %d, Docker-Content-Digest %q; want 200 and %s",
-			got.status, got.header.Get("Docker-Content-Digest"), im.manifest.Digest)
+			got.status, got.header.Get("Docker-Content-Digest"), im.Manifest.Digest)
 	}
 }
