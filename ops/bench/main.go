@@ -30,8 +30,9 @@
 // 127.0.0.1; every process started is killed by its PID on exit, also on
 // error or interrupt.
 //
-// It drives the built binaries and imports nothing from registry/ or
-// token/, so it stays out of the daemons' import graph.
+// The daemons, their set-up, Keystone and the images come from the test rig
+// (shared/testrig). It drives the built binaries and imports nothing from
+// registry/ or token/, so it stays out of the daemons' import graph.
 package main
 
 import (
