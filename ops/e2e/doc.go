@@ -3,7 +3,10 @@
 // operator would (ops/demo-config.sh lays out the certificates, users and
 // configuration files), and real clients drive them over TLS on 127.0.0.1:
 // skopeo, podman, containerd's ctr, and raw HTTP requests that reproduce
-// docker login and deliberately bad input.
+// docker login and deliberately bad input. It also runs both daemons against
+// a real Keystone, drives the OCF agents with ocf-tester, and drills a
+// controller failover through the agents. The daemons, their set-up,
+// Keystone, processes and images come from the test rig, shared/testrig.
 //
 // The clients are Debian packages installed by "make test-deps". A missing
 // client makes the tests fail, never skip: an end-to-end test that did not
