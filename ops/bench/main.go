@@ -45,6 +45,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 func main() {
@@ -126,8 +128,12 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		w.procs.stopAll()
 		if keep || err != nil {
 			log.Info("work directory kept", "dir", w.dir)
+			if w.layout != nil {
+				log.Info("daemons kept", "dir", w.layout.Bin.Dir)
+			}
 			return
 		}
+		testrig.RemoveDaemons()
 		os.RemoveAll(w.dir)
 	}()
 	rep := newReport(s)
