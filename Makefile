@@ -3,7 +3,13 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 RUN_DIR     := $(CURDIR)/run
 BIN_DIR     := $(CURDIR)/bin
-GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath
+# COMMIT is the checkout's commit for -version, for the builds where the go
+# tool embeds none (a linked git worktree, -buildvcs=false); empty outside git.
+COMMIT      := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+ifneq ($(COMMIT),)
+COMMIT      := $(COMMIT)$(if $(shell git status --porcelain 2>/dev/null),-dirty)
+endif
+GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-X stx-registry/shared/buildinfo.commit=$(COMMIT)'
 # OCF_AGENTS are the agents in ops/ocf; stx-common.sh is the shell they
 # source, not an agent.
 OCF_AGENTS  := $(filter-out %.sh,$(wildcard ops/ocf/*))
