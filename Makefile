@@ -42,7 +42,7 @@ run: demo-config ## run both daemons on 127.0.0.1:9001 and :9002 in the foregrou
 test-deps: ## install the Debian packages the tests drive (skopeo, podman, containerd, ...)
 	sh ops/install-test-deps.sh
 
-check: test-deps ## vet, gofmt, staticcheck, shellcheck, OCF meta-data (xmllint), mandoc -Tlint
+check: test-deps ## vet, gofmt, staticcheck, shellcheck, OCF meta-data (xmllint), mandoc -Tlint, linked-package lists
 	$(GO) vet ./...
 	@out=$$(gofmt -l registry token shared ops); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATICCHECK) ./...
