@@ -51,11 +51,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"stx-registry/registry/app"
+	"stx-registry/registry/config"
+	"stx-registry/registry/storageroot"
+	"stx-registry/registry/tokenauth"
 	"stx-registry/shared/buildinfo"
 	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
@@ -68,7 +71,7 @@ func main() {
 	}
 	fs := flag.NewFlagSet("stx-registry", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse errors go through fatal
-	configFile := fs.String("f", defaultConfigFile, "configuration `file`")
+	configFile := fs.String("f", config.DefaultFile, "configuration `file`")
 	checkOnly := fs.Bool("t", false, "check the configuration, storage root and certificates, then exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -112,16 +115,16 @@ func fatal(err error) {
 
 // setup is everything checked before serving; -t stops after building it.
 type setup struct {
-	cfg    *Config
+	cfg    *config.Config
 	logger *slog.Logger
-	tokens *tokenController
+	tokens *tokenauth.Controller
 	tls    *tlsconf.Reloader
 }
 
 // prepare loads the configuration and checks the storage root, the TLS pair
 // and the token certificate.
 func prepare(configFile string) (*setup, error) {
-	cfg, err := loadConfig(configFile)
+	cfg, err := config.Load(configFile)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +132,10 @@ func prepare(configFile string) (*setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRoot(cfg.RootDirectory, cfg.RequireMount); err != nil {
+	if err := storageroot.Check(cfg.RootDirectory, cfg.RequireMount); err != nil {
 		return nil, err
 	}
-	tokens, err := newTokenController(cfg, logger)
+	tokens, err := tokenauth.New(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -145,13 +148,13 @@ func prepare(configFile string) (*setup, error) {
 
 // run serves until ctx is cancelled.
 func run(ctx context.Context, s *setup) error {
-	handler, shutdown, err := newHandler(ctx, s.cfg, s.tokens, s.logger)
+	handler, shutdown, err := app.NewHandler(ctx, s.cfg, s.tokens, s.logger)
 	if err != nil {
 		return err
 	}
 	defer shutdown()
 	s.logger.Info("stx-registry starting", "version", buildinfo.Version(), "listen", s.cfg.Listen.String(),
-		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.algorithms())
+		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.Algorithms())
 	err = serve.Run(ctx, serve.Options{
 		Addr:     s.cfg.Listen,
 		Handler:  handler,
@@ -168,45 +171,4 @@ func run(ctx context.Context, s *setup) error {
 	}
 	s.logger.Info("stx-registry stopped")
 	return nil
-}
-
-// newHandler builds the full request path:
-//
-//	Progress → accessLog → healthHandler → mountFallback → distribution
-//
-// Progress keeps a slow push or pull alive while bytes move and cuts it
-// when they stop. shutdown stops distribution's background work and
-// releases the storage root.
-func newHandler(ctx context.Context, cfg *Config, tokens *tokenController, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
-	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
-		return nil, nil, err
-	}
-	dcfg, err := distributionConfig(cfg, tokens)
-	if err != nil {
-		return nil, nil, err
-	}
-	health, err := openRootHealth(cfg.RootDirectory, cfg.RequireMount, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The app outlives ctx: requests in flight still use it while serve.Run
-	// drains them; shutdown stops it afterwards.
-	app, err := newApp(context.WithoutCancel(ctx), dcfg)
-	if err != nil {
-		health.Close()
-		return nil, nil, err
-	}
-	h = mountFallback(app, logger)
-	h = healthHandler(health, h)
-	h = accessLog(h, logger)
-	// Under Progress, RegistryTimeouts.Read and Write become idle limits
-	// that every transferred chunk renews.
-	h = serve.Progress(h, serve.RegistryTimeouts.Read)
-	shutdown = func() {
-		if err := app.Shutdown(); err != nil {
-			logger.Error("registry shutdown", "err", err)
-		}
-		health.Close()
-	}
-	return h, shutdown, nil
 }

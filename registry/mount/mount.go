@@ -1,4 +1,7 @@
-package main
+// Package mount turns a cross-repository blob mount that the token does not
+// allow into a normal upload, so that clients which treat the refusal as
+// fatal still push.
+package mount
 
 import (
 	"log/slog"
@@ -6,7 +9,7 @@ import (
 	"strings"
 )
 
-// mountFallback turns a refused cross-repository blob mount into a normal
+// Fallback turns a refused cross-repository blob mount into a normal
 // upload.
 //
 // A client pushing to bob/x a layer it knows from alice/y first tries
@@ -22,7 +25,7 @@ import (
 //
 // alice's blob is never reachable this way: the retry does not name it, and
 // the upload it starts must send the whole blob, which bob then already has.
-func mountFallback(next http.Handler, logger *slog.Logger) http.Handler {
+func Fallback(next http.Handler, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isMountRequest(r) {
 			next.ServeHTTP(w, r)
