@@ -40,8 +40,11 @@
 // logged and the old one kept); all three are also re-read when they
 // change. The configuration file is read only at start.
 //
-// Exit status: 0 after a clean shutdown, -t success or -version; 1 on any
-// error, with "stx-registry: " and the reason on standard error.
+// Exit status: 0 after a clean shutdown, -t success, -h or -version; 2 on
+// a usage error, with the usage text; 1 on any other error. Errors are
+// printed on standard error after "stx-registry: ". A configuration file
+// with several errors reports them all, one per line. -version prints
+// "stx-registry" and the version.
 package main
 
 import (
@@ -69,48 +72,74 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probeMain(os.Args[2:]))
 	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageLine is the synopsis printed with -h and with every usage error.
+const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration]"
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // configuration, storage, certificate, listen or serve error
+	exitUsage = 2 // bad flags or arguments
+)
+
+// cli runs stx-registry with args (without the program name) and returns
+// the exit status. Errors go to stderr with "stx-registry: " in front; a
+// usage error is followed by the usage text.
+func cli(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stx-registry", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // parse errors go through fatal
+	fs.SetOutput(io.Discard) // parse errors are printed below, with the usage
 	configFile := fs.String("f", config.DefaultFile, "configuration `file`")
 	checkOnly := fs.Bool("t", false, "check the configuration, storage root and certificates, then exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, usageLine)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	usageError := func(err error) int {
+		fmt.Fprintf(stderr, "stx-registry: %v\n", err)
+		usage(stderr)
+		return exitUsage
+	}
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fmt.Fprintln(os.Stdout, "usage: stx-registry [-t] [-f file] | -version")
-			fs.PrintDefaults()
-			return
+			usage(stdout)
+			return exitOK
 		}
-		fatal(fmt.Errorf("%w (see stx-registry -h)", err))
+		return usageError(err)
 	}
 	if fs.NArg() > 0 {
-		fatal(fmt.Errorf("unexpected argument %q: stx-registry takes only flags", fs.Arg(0)))
+		return usageError(fmt.Errorf("unexpected argument %q: stx-registry takes only flags", fs.Arg(0)))
 	}
 	if *showVersion {
-		fmt.Println(buildinfo.Version())
-		return
+		fmt.Fprintln(stdout, "stx-registry", buildinfo.Version())
+		return exitOK
 	}
 
 	s, err := prepare(*configFile)
 	if err != nil {
-		fatal(err)
+		return fail(stderr, err)
 	}
 	if *checkOnly {
-		fmt.Println("configuration ok")
-		return
+		fmt.Fprintln(stdout, "configuration ok")
+		return exitOK
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, s); err != nil {
-		fatal(err)
+		return fail(stderr, err)
 	}
+	return exitOK
 }
 
-// fatal is the one way stx-registry exits with an error.
-func fatal(err error) {
-	fmt.Fprintf(os.Stderr, "stx-registry: %v\n", err)
-	os.Exit(1)
+// fail is the one way stx-registry reports an error it exits on.
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "stx-registry: %v\n", err)
+	return exitError
 }
 
 // setup is everything checked before serving; -t stops after building it.
