@@ -13,12 +13,26 @@ import (
 	"path/filepath"
 )
 
-// ErrTooLarge is wrapped by the error of a read over its bound.
+// ErrTooLarge matches, with errors.Is, the error of a read over its bound.
 var ErrTooLarge = errors.New("file too large")
+
+// tooLargeError names the file and the bound.
+type tooLargeError struct {
+	path string
+	max  int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s is larger than %d bytes", e.path, e.max)
+}
+
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
 
 // Read returns the contents of the regular file at path, which must be at
 // most max bytes. Errors name the path and, for an oversized file, the
-// bound.
+// bound; that error wraps ErrTooLarge and comes with the first max+1 bytes,
+// for a caller that salvages what it can (nil with every other error). A
+// missing file's error wraps fs.ErrNotExist.
 func Read(path string, max int64) ([]byte, error) {
 	return read(path, max, false)
 }
@@ -50,7 +64,7 @@ func read(path string, max int64, private bool) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes: %w", path, max, ErrTooLarge)
+		return data, &tooLargeError{path, max}
 	}
 	return data, nil
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,8 +56,11 @@ func TestRead(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Read(big, 5); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("oversized read: %v, want ErrTooLarge", err)
+	if data, err := Read(big, 5); !errors.Is(err, ErrTooLarge) || string(data) != "123456" {
+		t.Errorf("oversized read: %q, %v; want the first 6 bytes and ErrTooLarge", data, err)
+	}
+	if _, err := Read(filepath.Join(dir, "missing"), 5); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
 	}
 }
 
