@@ -25,7 +25,6 @@ import (
 	"stx-registry/registry/config"
 	"stx-registry/registry/tokenauth"
 	"stx-registry/registry/tokenauth/tokentest"
-	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
 )
 
@@ -344,12 +343,12 @@ func TestTokenReloadThroughRegistry(t *testing.T) {
 	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("new key before the change: status %d, want 401", resp.StatusCode)
 	}
-	replaceFile(t, r.bundle, tokentest.Bundle(t, oldKey, newKey))
+	tokentest.Replace(t, r.bundle, tokentest.Bundle(t, oldKey, newKey))
 	r.tokens.Recheck()
 	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("new key after the change: status %d, want 200", resp.StatusCode)
 	}
-	replaceFile(t, r.bundle, tokentest.Bundle(t, newKey))
+	tokentest.Replace(t, r.bundle, tokentest.Bundle(t, newKey))
 	r.tokens.Recheck()
 	resp := r.do(http.MethodGet, "/v2/", r.token("alice"), nil, nil)
 	if resp.StatusCode != http.StatusUnauthorized {
@@ -358,15 +357,6 @@ func TestTokenReloadThroughRegistry(t *testing.T) {
 	// The challenge is still distribution's.
 	if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="`+tokentest.Realm+`"`) {
 		t.Errorf("challenge %q", got)
-	}
-}
-
-// replaceFile writes data to path the way an operator should: a temporary
-// file in the same directory, then rename(2).
-func replaceFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := files.WriteAtomic(path, data, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 

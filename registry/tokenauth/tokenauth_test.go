@@ -21,7 +21,6 @@ import (
 
 	"stx-registry/registry/config"
 	"stx-registry/registry/tokenauth/tokentest"
-	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
 )
 
@@ -43,15 +42,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// replaceFile writes data to path the way an operator should: a temporary
-// file in the same directory, then rename(2).
-func replaceFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := files.WriteAtomic(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // newTestController builds a Controller over a bundle of keys in a file of
 // the test's own, logging into the returned buffer.
 func newTestController(t testing.TB, keys ...tokentest.Key) (*Controller, string, *syncBuffer) {
@@ -59,7 +49,7 @@ func newTestController(t testing.TB, keys ...tokentest.Key) (*Controller, string
 	c := config.Default()
 	c.TokenRealm, c.TokenService, c.TokenIssuer = tokentest.Realm, tokentest.Service, tokentest.Issuer
 	c.TokenCertificate = filepath.Join(t.TempDir(), "token.pem")
-	replaceFile(t, c.TokenCertificate, tokentest.Bundle(t, keys...))
+	tokentest.Replace(t, c.TokenCertificate, tokentest.Bundle(t, keys...))
 	// distribution's verifier logs every refused token at info level.
 	logrus.SetLevel(logrus.ErrorLevel)
 	logs := &syncBuffer{}
@@ -131,7 +121,7 @@ func TestTokenRotationSteps(t *testing.T) {
 			want("start", true, false)
 
 			// 1. Add the new certificate.
-			replaceFile(t, path, tokentest.Bundle(t, oldKey, newKey))
+			tokentest.Replace(t, path, tokentest.Bundle(t, oldKey, newKey))
 			if tt.pickUp == "request" {
 				// Within a second of the last look (New, just now),
 				// requests do not stat the file.
@@ -147,7 +137,7 @@ func TestTokenRotationSteps(t *testing.T) {
 			}
 
 			// 2. and 3. happen at the token server; 4. remove the old one.
-			replaceFile(t, path, tokentest.Bundle(t, newKey))
+			tokentest.Replace(t, path, tokentest.Bundle(t, newKey))
 			pickUp()
 			want("new certificate only", false, true)
 			if got, _ := jws.Algorithm(newKey.Signer.Public()); !reflect.DeepEqual(tc.Algorithms(), []any{got}) {
@@ -189,7 +179,7 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				replaceFile(t, path, tt.data)
+				tokentest.Replace(t, path, tt.data)
 			}
 
 			// On the request path: logged once.
@@ -217,7 +207,7 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 
 			// Fixing the file is picked up on the request path.
 			other := tokentest.NewKey(t, "P-256")
-			replaceFile(t, path, tokentest.Bundle(t, other))
+			tokentest.Replace(t, path, tokentest.Bundle(t, other))
 			tc.Recheck()
 			if accepts(tc, tok) || !accepts(tc, pullToken(t, other)) {
 				t.Error("a good bundle after a bad one was not loaded")
@@ -232,7 +222,7 @@ func TestTokenControllerStart(t *testing.T) {
 	c := config.Default()
 	c.TokenRealm, c.TokenService, c.TokenIssuer = tokentest.Realm, tokentest.Service, tokentest.Issuer
 	c.TokenCertificate = filepath.Join(t.TempDir(), "token.pem")
-	replaceFile(t, c.TokenCertificate, []byte("garbage"))
+	tokentest.Replace(t, c.TokenCertificate, []byte("garbage"))
 	_, err := New(c, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), c.TokenCertificate) {
 		t.Errorf("New with a garbage bundle: %v, want an error naming the file", err)
@@ -286,7 +276,7 @@ func TestTokenReloadConcurrent(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range flips {
-			replaceFile(t, path, bundles[i%2])
+			tokentest.Replace(t, path, bundles[i%2])
 			if i%3 == 0 {
 				_ = tc.Reload()
 			} else {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
 )
 
@@ -107,6 +108,16 @@ func WriteBundle(t testing.TB, keys ...Key) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Replace writes data to path the way an operator should replace
+// token_certificate: a temporary file in the same directory, then
+// rename(2).
+func Replace(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := files.WriteAtomic(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Access is one entry of the access claim.
