@@ -286,7 +286,7 @@ func TestSigningAlgorithmsPinned(t *testing.T) {
 }
 
 // TestKeyKinds has the real verifier accept tokens from every supported key
-// kind, several keys each (FACTS §1: EC kids are not left-padded).
+// kind, several keys each (EC kids are not left-padded).
 func TestKeyKinds(t *testing.T) {
 	for _, kind := range []string{"P-256", "P-384", "P-521", "Ed25519", "RSA"} {
 		t.Run(kind, func(t *testing.T) {

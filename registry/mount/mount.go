@@ -16,7 +16,7 @@ import (
 // POST /v2/bob/x/blobs/uploads/?mount=DIGEST&from=alice/y. Distribution then
 // requires pull on alice/y as well as pull and push on bob/x, and answers 401
 // when the token lacks it. buildkit and containerd treat that 401 as fatal
-// and fail the whole push (FACTS §2) instead of uploading the layer. The
+// and fail the whole push instead of uploading the layer. The
 // OCI spec allows a registry to ignore the mount and start an upload (202),
 // and OpenShift's registry does exactly that, so do we: when the mount
 // attempt is refused with 401 or 403, the same request is served again
