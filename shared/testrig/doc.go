@@ -15,7 +15,9 @@
 //     they answer (Start, Proc);
 //   - a throwaway Keystone run by ops/test-keystone.sh and its admin REST
 //     calls: users, projects, roles, domains, role assignments (StartKeystone);
-//   - OCI image layouts with random, incompressible layers (NewImage).
+//   - OCI image layouts with random, incompressible layers (NewImage);
+//   - the check that a daemon's section 5 man page documents exactly the
+//     configuration keywords it accepts (CheckManPage).
 //
 // It is not a _test package so that the benchmark, a command, can import it.
 // It runs programs, writes files and opens sockets for tests only: no daemon
