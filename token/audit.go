@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"stx-registry/token/access"
 )
 
 // auditRecord is everything one token request leaves in the audit log. It
@@ -17,8 +18,8 @@ type auditRecord struct {
 	subject   string // the authenticated name, set only on success
 	service   string
 	clientID  string
-	requested []Access
-	granted   []Access
+	requested []access.Access
+	granted   []access.Access
 	jti       string
 	status    int
 	reason    string
@@ -47,8 +48,8 @@ func (a *Audit) Token(rec auditRecord) {
 		slog.String("subject", rec.subject),
 		slog.String("service", rec.service),
 		slog.String("client_id", rec.clientID),
-		slog.String("requested", FormatScopes(rec.requested)),
-		slog.String("granted", FormatScopes(rec.granted)),
+		slog.String("requested", access.FormatScopes(rec.requested)),
+		slog.String("granted", access.FormatScopes(rec.granted)),
 		slog.String("jti", rec.jti),
 	}
 	if rec.refreshID != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"stx-registry/token/access"
 	"time"
 )
 
@@ -20,7 +21,7 @@ type Credentials struct {
 // users file, Keystone). Decorators such as CredentialCache wrap any
 // Authenticator.
 type Authenticator interface {
-	Authenticate(ctx context.Context, c Credentials) (Identity, error)
+	Authenticate(ctx context.Context, c Credentials) (access.Identity, error)
 }
 
 var (

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"stx-registry/token/access"
 	"sync"
 	"time"
 )
@@ -130,7 +131,7 @@ func NewBackoff(next Authenticator, cfg BackoffConfig, m *Metrics) *Backoff {
 }
 
 // Authenticate implements Authenticator.
-func (b *Backoff) Authenticate(ctx context.Context, cr Credentials) (Identity, error) {
+func (b *Backoff) Authenticate(ctx context.Context, cr Credentials) (access.Identity, error) {
 	userKey, addrKey := "u\x00"+cr.User, "a\x00"+cr.Client.String()
 	mac := b.mac(cr)
 	now := b.now()
@@ -140,12 +141,12 @@ func (b *Backoff) Authenticate(ctx context.Context, cr Credentials) (Identity, e
 	a := b.get(addrKey, now, false)
 	if a != nil && !a.dupAt.IsZero() && now.Sub(a.dupAt) < duplicateWindow && hmac.Equal(a.dupMAC[:], mac[:]) {
 		b.mu.Unlock()
-		return Identity{}, ErrBadCredentials
+		return access.Identity{}, ErrBadCredentials
 	}
 	if wait := max(b.userHold(u, now), holdLeft(a, now)); wait > 0 {
 		b.mu.Unlock()
 		b.metrics.BackoffRejection()
-		return Identity{}, &RetryAfterError{After: wait}
+		return access.Identity{}, &RetryAfterError{After: wait}
 	}
 	u.inflight++
 	b.mu.Unlock()

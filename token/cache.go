@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"stx-registry/token/access"
 	"sync"
 	"time"
 )
@@ -56,7 +57,7 @@ type CredentialCache struct {
 type cacheEntry struct {
 	key     string // domain \x00 user
 	mac     [sha256.Size]byte
-	id      Identity
+	id      access.Identity
 	expires time.Time
 }
 
@@ -70,7 +71,7 @@ type flightKey struct {
 // set.
 type flight struct {
 	done chan struct{}
-	id   Identity
+	id   access.Identity
 	err  error
 }
 
@@ -102,7 +103,7 @@ func (c *CredentialCache) mac(cr Credentials) (sum [sha256.Size]byte) {
 
 // Authenticate answers from the cache when the same password was verified
 // within the TTL, and asks the wrapped Authenticator otherwise.
-func (c *CredentialCache) Authenticate(ctx context.Context, cr Credentials) (Identity, error) {
+func (c *CredentialCache) Authenticate(ctx context.Context, cr Credentials) (access.Identity, error) {
 	key := c.cfg.Domain + "\x00" + cr.User
 	mac := c.mac(cr)
 	now := c.now()
@@ -129,7 +130,7 @@ func (c *CredentialCache) Authenticate(ctx context.Context, cr Credentials) (Ide
 		case <-f.done:
 			return f.id, f.err
 		case <-ctx.Done():
-			return Identity{}, ctx.Err()
+			return access.Identity{}, ctx.Err()
 		}
 	}
 	f := &flight{done: make(chan struct{})}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"stx-registry/token/access"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,7 +137,7 @@ type blockingAuth struct {
 	release chan struct{}
 }
 
-func (b *blockingAuth) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
+func (b *blockingAuth) Authenticate(ctx context.Context, c Credentials) (access.Identity, error) {
 	b.started <- struct{}{}
 	<-b.release
 	return b.fakeAuth.Authenticate(ctx, c)

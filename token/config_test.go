@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/access"
 	"testing"
 	"time"
 )
@@ -40,11 +41,11 @@ func TestConfig(t *testing.T) {
 	if len(c.Services) != 2 || len(c.AdminUsers) != 2 || c.Listen.Port() != 9002 {
 		t.Errorf("parsed %+v", c)
 	}
-	pol, err := NewPolicy(PolicyConfig{ReservedNamespaces: c.ReservedNamespaces, PublicNamespaces: c.PublicNamespaces})
+	pol, err := access.NewPolicy(access.PolicyConfig{ReservedNamespaces: c.ReservedNamespaces, PublicNamespaces: c.PublicNamespaces})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := pol.Grant(Identity{Name: "docker.io"}, []Access{{"repository", "docker.io/nginx", []string{"push"}}}); len(g) != 0 {
+	if g := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
 		t.Errorf("user docker.io owns the docker.io mirror: %v", g)
 	}
 	c, err = loadString(t, goodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"stx-registry/token/access"
 	"time"
 )
 
@@ -121,24 +122,24 @@ type Token struct {
 
 // tokenClaims is the token body distribution's token.ClaimSet reads.
 type tokenClaims struct {
-	Issuer     string   `json:"iss"`
-	Subject    string   `json:"sub"`
-	Audience   string   `json:"aud"`
-	Expiration int64    `json:"exp"`
-	NotBefore  int64    `json:"nbf"`
-	IssuedAt   int64    `json:"iat"`
-	JWTID      string   `json:"jti"`
-	Access     []Access `json:"access"`
+	Issuer     string          `json:"iss"`
+	Subject    string          `json:"sub"`
+	Audience   string          `json:"aud"`
+	Expiration int64           `json:"exp"`
+	NotBefore  int64           `json:"nbf"`
+	IssuedAt   int64           `json:"iat"`
+	JWTID      string          `json:"jti"`
+	Access     []access.Access `json:"access"`
 }
 
 // Sign issues a token for subject, valid at audience (the registry's
 // service) from now for the issuer's TTL, granting access.
-func (i *Issuer) Sign(subject, audience string, access []Access, now time.Time) (Token, error) {
+func (i *Issuer) Sign(subject, audience string, granted []access.Access, now time.Time) (Token, error) {
 	if audience == "" {
 		return Token{}, errors.New("sign token: empty audience")
 	}
-	if access == nil {
-		access = []Access{} // "access": [] rather than null
+	if granted == nil {
+		granted = []access.Access{} // "access": [] rather than null
 	}
 	var jti [jtiBytes]byte
 	rand.Read(jti[:]) // never fails (crypto/rand panics rather)
@@ -151,7 +152,7 @@ func (i *Issuer) Sign(subject, audience string, access []Access, now time.Time) 
 		NotBefore:  iat,
 		IssuedAt:   iat,
 		JWTID:      b64.EncodeToString(jti[:]),
-		Access:     access,
+		Access:     granted,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {

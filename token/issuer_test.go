@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"stx-registry/token/access"
 	"sync"
 	"testing"
 	"time"
@@ -126,12 +127,12 @@ func signAndVerify(t *testing.T, k crypto.Signer, wantAlg string) {
 	if iss.Algorithm() != wantAlg {
 		t.Fatalf("Algorithm() = %s, want %s", iss.Algorithm(), wantAlg)
 	}
-	access := []Access{
-		{"repository", "user1/x", []string{"pull", "push"}},
-		{"registry", "catalog", []string{"*"}},
+	granted := []access.Access{
+		{Type: "repository", Name: "user1/x", Actions: []string{"pull", "push"}},
+		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
 	}
 	now := time.Now()
-	tok, err := iss.Sign("user1", testAudience, access, now)
+	tok, err := iss.Sign("user1", testAudience, granted, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +145,12 @@ func signAndVerify(t *testing.T, k crypto.Signer, wantAlg string) {
 		c.Expiration != now.Add(DefaultTokenTTL).Unix() {
 		t.Fatalf("claims %+v do not match token %+v", c, tok)
 	}
-	var got []Access
+	var got []access.Access
 	for _, ra := range c.Access {
-		got = append(got, Access{ra.Type, ra.Name, ra.Actions})
+		got = append(got, access.Access{Type: ra.Type, Name: ra.Name, Actions: ra.Actions})
 	}
-	if !reflect.DeepEqual(got, access) {
-		t.Fatalf("access round trip gave %v, want %v", got, access)
+	if !reflect.DeepEqual(got, granted) {
+		t.Fatalf("access round trip gave %v, want %v", got, granted)
 	}
 }
 
@@ -332,7 +333,7 @@ func TestSignLayout(t *testing.T) {
 		}
 	}
 	var c map[string]any
-	tok, _ := iss.Sign("user1", testAudience, []Access{{"repository", "a/b", []string{"pull"}}}, now)
+	tok, _ := iss.Sign("user1", testAudience, []access.Access{{Type: "repository", Name: "a/b", Actions: []string{"pull"}}}, now)
 	body, _ := b64.DecodeString(strings.Split(tok.Raw, ".")[1])
 	if err := json.Unmarshal(body, &c); err != nil {
 		t.Fatal(err)
@@ -522,7 +523,7 @@ func BenchmarkSign(b *testing.B) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	access := []Access{{"repository", "user1/x", []string{"pull", "push"}}}
+	granted := []access.Access{{Type: "repository", Name: "user1/x", Actions: []string{"pull", "push"}}}
 	for _, k := range []crypto.Signer{p256, p384, ed} {
 		iss, err := NewIssuer(testIssuer, DefaultTokenTTL, k)
 		if err != nil {
@@ -530,7 +531,7 @@ func BenchmarkSign(b *testing.B) {
 		}
 		b.Run(iss.Algorithm(), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := iss.Sign("user1", testAudience, access, time.Now()); err != nil {
+				if _, err := iss.Sign("user1", testAudience, granted, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"stx-registry/token/access"
 	"sync"
 	"time"
 
@@ -150,12 +151,12 @@ func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
 // Authenticate logs c.User in to keystone_user_domain with c.Password. The
 // Identity's name is the user name in Keystone's token. The whole login,
 // admin check included, takes at most keystone_timeout.
-func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
+func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (access.Identity, error) {
 	// Keystone answers an empty name with 400 and counts an empty password
 	// as a failed login; neither can be right, so neither is sent.
 	if c.User == "" || c.Password == "" ||
 		len(c.User) > maxKeystoneUserBytes || len(c.Password) > maxKeystonePasswordBytes {
-		return Identity{}, ErrBadCredentials
+		return access.Identity{}, ErrBadCredentials
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
@@ -165,22 +166,22 @@ func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (Identity, e
 		Password:   c.Password,
 	})
 	if r.Err != nil {
-		return Identity{}, keystoneError("password login", r.Err)
+		return access.Identity{}, keystoneError("password login", r.Err)
 	}
 	user, err := r.ExtractUser()
 	if err != nil || user == nil || user.Name == "" {
-		return Identity{}, fmt.Errorf("keystone: %w: password login reply names no user", ErrUnavailable)
+		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply names no user", ErrUnavailable)
 	}
-	id := Identity{Name: user.Name}
+	id := access.Identity{Name: user.Name}
 	if k.adminRole == "" {
 		return id, nil
 	}
 	token, _ := r.ExtractTokenID()
 	if token == "" {
-		return Identity{}, fmt.Errorf("keystone: %w: password login reply has no X-Subject-Token", ErrUnavailable)
+		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply has no X-Subject-Token", ErrUnavailable)
 	}
 	if id.Admin, err = k.isAdmin(ctx, token); err != nil {
-		return Identity{}, err
+		return access.Identity{}, err
 	}
 	return id, nil
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"stx-registry/token/access"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -350,7 +351,7 @@ func newTestKeystone(t *testing.T, c KeystoneConfig) (*Keystone, *lockedBuffer) 
 // checkLogin compares Authenticate's result with want (an Identity) or
 // wantErr (a sentinel for errors.Is), and that the password leaked into
 // neither the error nor the logs.
-func checkLogin(t *testing.T, ks *Keystone, logs *lockedBuffer, user, password string, want Identity, wantErr error) {
+func checkLogin(t *testing.T, ks *Keystone, logs *lockedBuffer, user, password string, want access.Identity, wantErr error) {
 	t.Helper()
 	id, err := ks.Authenticate(context.Background(), Credentials{User: user, Password: password})
 	switch {
@@ -383,16 +384,16 @@ func TestKeystoneLogin(t *testing.T) {
 		name           string
 		url, domain    string // defaults: k.url, Default
 		user, password string
-		want           Identity
+		want           access.Identity
 		wantErr        error
 	}{
-		{name: "good password", user: alice, password: "alice-pw-1", want: Identity{Name: alice}},
-		{name: "url without /v3", url: base, user: alice, password: "alice-pw-1", want: Identity{Name: alice}},
+		{name: "good password", user: alice, password: "alice-pw-1", want: access.Identity{Name: alice}},
+		{name: "url without /v3", url: base, user: alice, password: "alice-pw-1", want: access.Identity{Name: alice}},
 		{name: "wrong password", user: alice, password: "wrong-pw-1", wantErr: ErrBadCredentials},
 		{name: "unknown user", user: k.name("nobody"), password: "alice-pw-1", wantErr: ErrBadCredentials},
 		{name: "empty password", user: alice, password: "", wantErr: ErrBadCredentials},
 		{name: "user of another domain", user: carol, password: "carol-pw-1", wantErr: ErrBadCredentials},
-		{name: "keystone_user_domain set", domain: otherDomain, user: carol, password: "carol-pw-1", want: Identity{Name: carol}},
+		{name: "keystone_user_domain set", domain: otherDomain, user: carol, password: "carol-pw-1", want: access.Identity{Name: carol}},
 		{name: "wrong domain for user", domain: otherDomain, user: alice, password: "alice-pw-1", wantErr: ErrBadCredentials},
 		{name: "unknown domain", domain: k.name("nodomain"), user: alice, password: "alice-pw-1", wantErr: ErrBadCredentials},
 		{name: "disabled user", user: dave, password: "dave-pw-1", wantErr: ErrBadCredentials},
@@ -424,16 +425,16 @@ func TestKeystoneAdminRole(t *testing.T) {
 		name           string
 		cfg            KeystoneConfig
 		user, password string
-		want           Identity
+		want           access.Identity
 		wantErr        error
 	}{
-		{"role on project", adminCfg, erin, "erin-pw-1", Identity{Name: erin, Admin: true}, nil},
-		{"no role on project", adminCfg, frank, "frank-pw-1", Identity{Name: frank}, nil},
-		{"other role on project", adminCfg, gwen, "gwen-pw-1", Identity{Name: gwen}, nil},
-		{"admin with wrong password", adminCfg, erin, "wrong-pw-1", Identity{}, ErrBadCredentials},
-		{"admin check not configured", KeystoneConfig{URL: k.url}, erin, "erin-pw-1", Identity{Name: erin}, nil},
+		{"role on project", adminCfg, erin, "erin-pw-1", access.Identity{Name: erin, Admin: true}, nil},
+		{"no role on project", adminCfg, frank, "frank-pw-1", access.Identity{Name: frank}, nil},
+		{"other role on project", adminCfg, gwen, "gwen-pw-1", access.Identity{Name: gwen}, nil},
+		{"admin with wrong password", adminCfg, erin, "wrong-pw-1", access.Identity{}, ErrBadCredentials},
+		{"admin check not configured", KeystoneConfig{URL: k.url}, erin, "erin-pw-1", access.Identity{Name: erin}, nil},
 		{"admin_project missing", KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: k.name("noproject")},
-			erin, "erin-pw-1", Identity{Name: erin}, nil},
+			erin, "erin-pw-1", access.Identity{Name: erin}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -457,15 +458,15 @@ func TestKeystoneLockout(t *testing.T) {
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: project})
 
 	for range 4 {
-		checkLogin(t, ks, logs, hank, "wrong-pw-1", Identity{}, ErrBadCredentials)
+		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, ErrBadCredentials)
 	}
 	// 4 failures < 5: not locked; this success resets the count.
-	checkLogin(t, ks, logs, hank, "hank-pw-1", Identity{Name: hank}, nil)
+	checkLogin(t, ks, logs, hank, "hank-pw-1", access.Identity{Name: hank}, nil)
 	for range 5 {
-		checkLogin(t, ks, logs, hank, "wrong-pw-1", Identity{}, ErrBadCredentials)
+		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, ErrBadCredentials)
 	}
 	// Locked now: the right password no longer works.
-	checkLogin(t, ks, logs, hank, "hank-pw-1", Identity{}, ErrBadCredentials)
+	checkLogin(t, ks, logs, hank, "hank-pw-1", access.Identity{}, ErrBadCredentials)
 }
 
 func TestKeystoneReady(t *testing.T) {
@@ -567,7 +568,7 @@ func TestKeystoneUnavailable(t *testing.T) {
 			const timeout = time.Second
 			ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", Timeout: timeout})
 			start := time.Now()
-			checkLogin(t, ks, logs, "alice", password, Identity{}, ErrUnavailable)
+			checkLogin(t, ks, logs, "alice", password, access.Identity{}, ErrUnavailable)
 			// Generous: the point is "bounded", not exact timing.
 			if d := time.Since(start); d > timeout+10*time.Second {
 				t.Errorf("Authenticate took %s with keystone_timeout %s", d, timeout)
@@ -593,7 +594,7 @@ func TestKeystoneAdminCheckUnavailable(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 	})
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", AdminRole: "admin", AdminProject: "admin"})
-	checkLogin(t, ks, logs, "alice", "fake-secret-pw", Identity{}, ErrUnavailable)
+	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, ErrUnavailable)
 }
 
 func TestKeystoneRetryAfter(t *testing.T) {
@@ -617,7 +618,7 @@ func TestKeystoneConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: "http://" + addr + "/v3"})
-	checkLogin(t, ks, logs, "alice", "fake-secret-pw", Identity{}, ErrUnavailable)
+	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, ErrUnavailable)
 	if err := ks.Ready(context.Background()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Ready = %v, want ErrUnavailable", err)
 	}
@@ -648,12 +649,12 @@ func TestKeystoneTLS(t *testing.T) {
 	tests := []struct {
 		name    string
 		caFile  string
-		want    Identity
+		want    access.Identity
 		wantErr error
 	}{
-		{"keystone_ca", caFile, Identity{Name: "alice"}, nil},
-		{"wrong keystone_ca", wrongCA, Identity{}, ErrUnavailable},
-		{"system roots", "", Identity{}, ErrUnavailable},
+		{"keystone_ca", caFile, access.Identity{Name: "alice"}, nil},
+		{"wrong keystone_ca", wrongCA, access.Identity{}, ErrUnavailable},
+		{"system roots", "", access.Identity{}, ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

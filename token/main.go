@@ -67,6 +67,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"stx-registry/token/access"
 	"syscall"
 	"time"
 
@@ -175,7 +176,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	if err != nil {
 		return nil, nil, err
 	}
-	policy, err := NewPolicy(PolicyConfig{
+	policy, err := access.NewPolicy(access.PolicyConfig{
 		AdminUsers:         cfg.AdminUsers,
 		PublicNamespaces:   cfg.PublicNamespaces,
 		PublicRepositories: cfg.PublicRepositories,

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"stx-registry/token/access"
 	"sync/atomic"
 	"time"
 )
@@ -241,7 +242,7 @@ func NewCountingBackend(next Authenticator, m *Metrics) *CountingBackend {
 }
 
 // Authenticate implements Authenticator.
-func (c *CountingBackend) Authenticate(ctx context.Context, cr Credentials) (Identity, error) {
+func (c *CountingBackend) Authenticate(ctx context.Context, cr Credentials) (access.Identity, error) {
 	start := c.now()
 	id, err := c.next.Authenticate(ctx, cr)
 	c.metrics.backendCall(err, c.now().Sub(start))

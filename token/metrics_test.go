@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/access"
 	"testing"
 	"time"
 )
@@ -19,8 +20,8 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files in testd
 // stepAuth answers with a fixed error and a fixed duration on a fake clock.
 type stepAuth struct{ err error }
 
-func (s stepAuth) Authenticate(context.Context, Credentials) (Identity, error) {
-	return Identity{Name: "x"}, s.err
+func (s stepAuth) Authenticate(context.Context, Credentials) (access.Identity, error) {
+	return access.Identity{Name: "x"}, s.err
 }
 
 func TestMetricsGolden(t *testing.T) {

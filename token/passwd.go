@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"stx-registry/token/access"
 	"syscall"
 	"unsafe"
 )
@@ -45,7 +46,7 @@ func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
 	if err := SetPassword(*file, user, pw); err != nil {
 		return err
 	}
-	if !validComponent(user) {
+	if !access.ValidComponent(user) {
 		fmt.Fprintf(stderr, "stx-token-server: note: %q is not a valid repository path component (lowercase letters, digits, separators), so this user owns no namespace\n", user)
 	}
 	return nil

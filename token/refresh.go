@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"stx-registry/token/access"
 	"sync"
 	"syscall"
 	"time"
@@ -146,7 +147,7 @@ func ParseRefreshLine(line []byte) (refreshLine, error) {
 	if h, err := b64.DecodeString(l.Hash); err != nil || len(h) != sha256.Size {
 		return l, errors.New("hash is not a base64url SHA-256")
 	}
-	if !printable(l.Subject, MaxUsernameBytes) {
+	if !printable(l.Subject, access.MaxUsernameBytes) {
 		return l, errors.New("bad subject")
 	}
 	if !printable(l.Service, maxServiceBytes) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"stx-registry/token/access"
 	"time"
 )
 
@@ -36,7 +37,7 @@ func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
 // issueRefresh stores a refresh token for id at service and returns it with
 // its log id, or "" when refresh tokens are off or the store fails: the
 // login still succeeds, the client just logs in again later.
-func (s *Server) issueRefresh(id Identity, service string, now time.Time) (token, logID string) {
+func (s *Server) issueRefresh(id access.Identity, service string, now time.Time) (token, logID string) {
 	if s.refresh == nil {
 		return "", ""
 	}
@@ -89,7 +90,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		return
 	}
 
-	id := Identity{Name: e.Subject, Admin: e.Admin}
+	id := access.Identity{Name: e.Subject, Admin: e.Admin}
 	granted := s.policy.Grant(id, req.scopes)
 	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
 	if err != nil {
@@ -104,7 +105,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		AccessToken:  tok.Raw,
 		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
 		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
-		Scope:        FormatScopes(granted),
+		Scope:        access.FormatScopes(granted),
 		RefreshToken: req.refresh, // the same one: never rotated
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"stx-registry/token/access"
 	"sync/atomic"
 	"time"
 )
@@ -34,7 +35,7 @@ const readyTimeout = 2 * time.Second
 // OAuth2 POST form. It knows nothing of TLS or listening.
 type Server struct {
 	auth     Authenticator
-	policy   *Policy
+	policy   *access.Policy
 	issuer   atomic.Pointer[Issuer] // swapped by a signing key reload (SIGHUP)
 	services map[string]bool
 	audit    *Audit
@@ -124,7 +125,7 @@ type tokenRequest struct {
 	creds     Credentials
 	refresh   string // the refresh_token of a refresh grant; a secret
 	service   string
-	scopes    []Access
+	scopes    []access.Access
 	clientID  string
 	offline   bool
 	post      bool
@@ -233,7 +234,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
 	}
 	if req.post {
-		resp.Scope = FormatScopes(granted)
+		resp.Scope = access.FormatScopes(granted)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -274,7 +275,7 @@ func (s *Server) parseGet(r *http.Request) (*tokenRequest, error) {
 	} else {
 		req.offline = v == "true"
 	}
-	account, err := single(q, "account", MaxUsernameBytes)
+	account, err := single(q, "account", access.MaxUsernameBytes)
 	if err != nil {
 		return req, err
 	}
@@ -332,12 +333,12 @@ func (s *Server) parsePost(w http.ResponseWriter, r *http.Request) (*tokenReques
 	default:
 		return req, &requestError{http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token"}
 	}
-	access, err := single(form, "access_type", 16)
+	accessType, err := single(form, "access_type", 16)
 	if err != nil {
 		return req, err
 	}
-	req.offline = access == "offline"
-	user, err := single(form, "username", MaxUsernameBytes)
+	req.offline = accessType == "offline"
+	user, err := single(form, "username", access.MaxUsernameBytes)
 	if err != nil {
 		return req, err
 	}
@@ -365,7 +366,7 @@ func (s *Server) parseCommon(req *tokenRequest, v url.Values, scopes []string) e
 	if req.clientID, err = single(v, "client_id", maxClientIDBytes); err != nil {
 		return err
 	}
-	if req.scopes, err = ParseScopes(scopes); err != nil {
+	if req.scopes, err = access.ParseScopes(scopes); err != nil {
 		return badRequest("scope: %v", err)
 	}
 	return nil
@@ -390,8 +391,8 @@ func checkCredentials(c Credentials) error {
 	switch {
 	case c.User == "":
 		return &requestError{http.StatusUnauthorized, "invalid_client", "a user name is required"}
-	case len(c.User) > MaxUsernameBytes:
-		return badRequest("user name longer than %d bytes", MaxUsernameBytes)
+	case len(c.User) > access.MaxUsernameBytes:
+		return badRequest("user name longer than %d bytes", access.MaxUsernameBytes)
 	case len(c.Password) > maxPasswordBytes:
 		return badRequest("password longer than %d bytes", maxPasswordBytes)
 	case strings.ContainsFunc(c.User, func(r rune) bool { return r < 0x20 || r == 0x7f }):

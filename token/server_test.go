@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"stx-registry/token/access"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -29,15 +30,15 @@ type fakeAuth struct {
 	calls atomic.Int64
 }
 
-func (f *fakeAuth) Authenticate(_ context.Context, c Credentials) (Identity, error) {
+func (f *fakeAuth) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
 	f.calls.Add(1)
 	if f.err != nil {
-		return Identity{}, f.err
+		return access.Identity{}, f.err
 	}
 	if pw, ok := f.users[c.User]; ok && pw == c.Password {
-		return Identity{Name: c.User}, nil
+		return access.Identity{Name: c.User}, nil
 	}
-	return Identity{}, ErrBadCredentials
+	return access.Identity{}, ErrBadCredentials
 }
 
 const testService = "registry.test:9001"
@@ -52,7 +53,7 @@ func newTestServer(t testing.TB, auth Authenticator) (*Server, *strings.Builder)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := NewPolicy(PolicyConfig{AdminUsers: []string{"admin"}, PublicNamespaces: []string{"public"}})
+	pol, err := access.NewPolicy(access.PolicyConfig{AdminUsers: []string{"admin"}, PublicNamespaces: []string{"public"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +173,10 @@ func TestTokenGet(t *testing.T) {
 	if c["sub"] != "alice" || c["aud"] != testService || c["iss"] != "test-issuer" {
 		t.Errorf("claims %v", c)
 	}
-	access, _ := json.Marshal(c["access"])
+	claim, _ := json.Marshal(c["access"])
 	want := `[{"actions":["pull","push"],"name":"alice/app","type":"repository"},{"actions":["pull"],"name":"public/base","type":"repository"}]`
-	if string(access) != want {
-		t.Errorf("access %s\nwant   %s", access, want)
+	if string(claim) != want {
+		t.Errorf("access %s\nwant   %s", claim, want)
 	}
 	// The audit line names the subject, client, scopes and jti, and nothing secret.
 	line := logs.String()

@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"os"
 	"strings"
+	"stx-registry/token/access"
 )
 
 // LoadSigningKey reads a PEM private key from path: PKCS#1 ("RSA PRIVATE
@@ -86,7 +87,7 @@ func ParseSigningKey(pemBytes []byte) (crypto.Signer, error) {
 		case "EC PRIVATE KEY":
 			key, err = x509.ParseECPrivateKey(b.Bytes)
 		default:
-			return nil, fmt.Errorf("PEM block %s is not supported, convert the key with \"openssl pkey\" to PRIVATE KEY", echo(b.Type))
+			return nil, fmt.Errorf("PEM block %s is not supported, convert the key with \"openssl pkey\" to PRIVATE KEY", access.Echo(b.Type))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Type, err)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"stx-registry/token/access"
 	"sync"
 	"time"
 
@@ -23,8 +24,6 @@ import (
 const (
 	maxUsersFileBytes = 4 << 20 // about 40 000 users; far beyond a local file's purpose
 	maxUsersLineBytes = 512     // a 255-byte name, ':' and a 60-byte bcrypt hash
-	// MaxUsernameBytes bounds a user name everywhere (Keystone allows 255).
-	MaxUsernameBytes = 255
 	// maxBcryptPasswordBytes is bcrypt's own limit; longer passwords could
 	// not have been set with passwd, so they are simply wrong.
 	maxBcryptPasswordBytes = 72
@@ -132,8 +131,8 @@ func parseUsers(name string, r io.Reader) (map[string][]byte, error) {
 // letters, digits and ._@- (no ':' or spaces). Whether a name owns a
 // namespace is the policy's business, not this one's.
 func checkUsername(name string) error {
-	if name == "" || len(name) > MaxUsernameBytes {
-		return fmt.Errorf("user name must be 1 to %d bytes", MaxUsernameBytes)
+	if name == "" || len(name) > access.MaxUsernameBytes {
+		return fmt.Errorf("user name must be 1 to %d bytes", access.MaxUsernameBytes)
 	}
 	for _, c := range []byte(name) {
 		switch {
@@ -166,7 +165,7 @@ func (u *UsersFile) refresh(now time.Time) {
 
 // Authenticate implements Authenticator with a bcrypt comparison, which is
 // constant-time by construction and costs the same for unknown users.
-func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (Identity, error) {
+func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
 	u.mu.Lock()
 	u.refresh(time.Now())
 	hash, ok := u.users[c.User]
@@ -175,12 +174,12 @@ func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (Identity, er
 		hash = dummyHash()
 	}
 	if len(c.Password) > maxBcryptPasswordBytes {
-		return Identity{}, ErrBadCredentials
+		return access.Identity{}, ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(c.Password)) != nil || !ok {
-		return Identity{}, ErrBadCredentials
+		return access.Identity{}, ErrBadCredentials
 	}
-	return Identity{Name: c.User}, nil
+	return access.Identity{Name: c.User}, nil
 }
 
 // Exists reports whether name is in the users file, re-reading it first if

@@ -1,4 +1,4 @@
-package main
+package access
 
 import (
 	"errors"
@@ -10,6 +10,9 @@ import (
 
 // maxRepositoryBytes is distribution's limit on a repository name.
 const maxRepositoryBytes = 255
+
+// MaxUsernameBytes bounds a user name everywhere (Keystone allows 255).
+const MaxUsernameBytes = 255
 
 // pathComponent is distribution's grammar for one component of a repository
 // name. A user owns a namespace only if the user name matches it as it
@@ -67,26 +70,26 @@ func NewPolicy(c PolicyConfig) (*Policy, error) {
 	var errs []error
 	for _, u := range c.AdminUsers {
 		if err := checkUserName(u); err != nil {
-			errs = append(errs, fmt.Errorf("admin_user %s: %w", echo(u), err))
+			errs = append(errs, fmt.Errorf("admin_user %s: %w", Echo(u), err))
 		}
 		p.admins[u] = true
 	}
 	for _, ns := range c.PublicNamespaces {
-		if !validComponent(ns) {
-			errs = append(errs, fmt.Errorf("public_namespace %s: not a repository path component, want lowercase like %q", echo(ns), "public"))
+		if !ValidComponent(ns) {
+			errs = append(errs, fmt.Errorf("public_namespace %s: not a repository path component, want lowercase like %q", Echo(ns), "public"))
 		}
 		p.publicNamespaces[ns] = true
 		p.reserved[ns] = true
 	}
 	for _, r := range c.PublicRepositories {
 		if !validRepository(r) {
-			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", echo(r), "library/busybox"))
+			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", Echo(r), "library/busybox"))
 		}
 		p.publicRepositories[r] = true
 	}
 	for _, ns := range c.ReservedNamespaces {
-		if !validComponent(ns) {
-			errs = append(errs, fmt.Errorf("reserved_namespace %s: not a repository path component, want lowercase like %q", echo(ns), "docker.io"))
+		if !ValidComponent(ns) {
+			errs = append(errs, fmt.Errorf("reserved_namespace %s: not a repository path component, want lowercase like %q", Echo(ns), "docker.io"))
 		}
 		p.reserved[ns] = true
 	}
@@ -155,7 +158,7 @@ func (p *Policy) allowed(id Identity, admin bool, name string) int {
 		return actAll
 	}
 	ns, _, nested := strings.Cut(name, "/")
-	if nested && ns == id.Name && validComponent(id.Name) && !p.reserved[ns] {
+	if nested && ns == id.Name && ValidComponent(id.Name) && !p.reserved[ns] {
 		return actAll
 	}
 	if (nested && p.publicNamespaces[ns]) || p.publicRepositories[name] {
@@ -164,9 +167,9 @@ func (p *Policy) allowed(id Identity, admin bool, name string) int {
 	return 0
 }
 
-// validComponent reports whether s is one repository path component, such
+// ValidComponent reports whether s is one repository path component, such
 // as a namespace, exactly as it stands.
-func validComponent(s string) bool {
+func ValidComponent(s string) bool {
 	return pathComponent.MatchString(s)
 }
 
@@ -179,7 +182,7 @@ func validRepository(name string) bool {
 		return false
 	}
 	for c := range strings.SplitSeq(name, "/") {
-		if !validComponent(c) {
+		if !ValidComponent(c) {
 			return false
 		}
 	}
