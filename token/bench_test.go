@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/authn"
+	"stx-registry/token/metrics"
 	"testing"
 )
 
@@ -27,11 +29,11 @@ func newBenchServer(b *testing.B) *Server {
 	b.Helper()
 	dir := b.TempDir()
 	users := filepath.Join(dir, "users")
-	if err := SetPassword(users, "bench", []byte("bench-password")); err != nil {
+	if err := authn.SetPassword(users, "bench", []byte("bench-password")); err != nil {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	uf, err := NewUsersFile(users, log)
+	uf, err := authn.NewUsersFile(users, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,13 +45,13 @@ func newBenchServer(b *testing.B) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := NewMetrics("users", "bench")
-	auth := NewCredentialCache(
-		NewBackoff(NewCountingBackend(uf, m), BackoffConfig{Free: DefaultBackoffFree, Max: DefaultBackoffMax}, m),
-		CacheConfig{TTL: DefaultCacheTTL, Size: DefaultCacheSize, Domain: "Default"}, m)
+	m := metrics.NewMetrics("users", "bench")
+	auth := authn.NewCredentialCache(
+		authn.NewBackoff(authn.NewCountingBackend(uf, m), authn.BackoffConfig{Free: authn.DefaultBackoffFree, Max: authn.DefaultBackoffMax}, m),
+		authn.CacheConfig{TTL: authn.DefaultCacheTTL, Size: authn.DefaultCacheSize, Domain: "Default"}, m)
 	s, _ := newTestServer(b, auth)
 	s.log, s.audit, s.metrics = log, &Audit{log: log}, m
-	s.refresh, s.refreshTTL, s.users = store, DefaultRefreshTokenTTL, usersFileChecker{uf}
+	s.refresh, s.refreshTTL, s.users = store, DefaultRefreshTokenTTL, authn.NewUsersFileChecker(uf)
 	return s
 }
 

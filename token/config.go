@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"stx-registry/token/authn"
 	"time"
 
 	"stx-registry/shared/config"
@@ -199,8 +200,8 @@ var builtinReserved = []string{
 
 // backoffConfig is the Backoff configuration; the lockout cap applies to
 // Keystone only.
-func (c *Config) backoffConfig() BackoffConfig {
-	bc := BackoffConfig{
+func (c *Config) backoffConfig() authn.BackoffConfig {
+	bc := authn.BackoffConfig{
 		Free:            c.BackoffFree,
 		Max:             c.BackoffMax,
 		LockoutAttempts: c.KeystoneLockoutAttempts,
@@ -218,15 +219,15 @@ func LoadConfig(path string) (*Config, error) {
 		Server:             config.DefaultServer(),
 		TokenTTL:           DefaultTokenTTL,
 		AuthBackend:        "users",
-		CacheTTL:           DefaultCacheTTL,
+		CacheTTL:           authn.DefaultCacheTTL,
 		KeystoneUserDomain: "Default",
 		KeystoneTimeout:    5 * time.Second,
-		CacheSize:          DefaultCacheSize,
+		CacheSize:          authn.DefaultCacheSize,
 
-		BackoffFree:             DefaultBackoffFree,
-		BackoffMax:              DefaultBackoffMax,
-		KeystoneLockoutAttempts: DefaultLockoutAttempts,
-		KeystoneLockoutWindow:   DefaultLockoutWindow,
+		BackoffFree:             authn.DefaultBackoffFree,
+		BackoffMax:              authn.DefaultBackoffMax,
+		KeystoneLockoutAttempts: authn.DefaultLockoutAttempts,
+		KeystoneLockoutWindow:   authn.DefaultLockoutWindow,
 
 		RefreshTokenMax:         DefaultRefreshTokenMax,
 		KeystoneServiceDomain:   "Default",

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TokenTTL != DefaultTokenTTL || c.CacheTTL != DefaultCacheTTL || c.CacheSize != DefaultCacheSize ||
+	if c.TokenTTL != DefaultTokenTTL || c.CacheTTL != authn.DefaultCacheTTL || c.CacheSize != authn.DefaultCacheSize ||
 		c.AuthBackend != "users" || c.TLSMinVersion != "1.2" || len(c.PublicNamespaces) != 1 || c.PublicNamespaces[0] != "public" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
@@ -119,7 +120,7 @@ func TestConfigBackoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
+	want := authn.BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
 	if bc := c.backoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
 		t.Errorf("keystone: %+v %v", bc, c.MetricsNetworks)
 	}
@@ -172,4 +173,12 @@ func TestConfigRefresh(t *testing.T) {
 			}
 		})
 	}
+}
+
+// defaultBackoff is the backoff with every keyword at its default.
+var defaultBackoff = authn.BackoffConfig{
+	Free:            authn.DefaultBackoffFree,
+	Max:             authn.DefaultBackoffMax,
+	LockoutAttempts: authn.DefaultLockoutAttempts,
+	LockoutWindow:   authn.DefaultLockoutWindow,
 }

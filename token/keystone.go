@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"sync"
 	"time"
 
@@ -151,12 +152,12 @@ func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
 // Authenticate logs c.User in to keystone_user_domain with c.Password. The
 // Identity's name is the user name in Keystone's token. The whole login,
 // admin check included, takes at most keystone_timeout.
-func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (access.Identity, error) {
+func (k *Keystone) Authenticate(ctx context.Context, c authn.Credentials) (access.Identity, error) {
 	// Keystone answers an empty name with 400 and counts an empty password
 	// as a failed login; neither can be right, so neither is sent.
 	if c.User == "" || c.Password == "" ||
 		len(c.User) > maxKeystoneUserBytes || len(c.Password) > maxKeystonePasswordBytes {
-		return access.Identity{}, ErrBadCredentials
+		return access.Identity{}, authn.ErrBadCredentials
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
@@ -170,7 +171,7 @@ func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (access.Iden
 	}
 	user, err := r.ExtractUser()
 	if err != nil || user == nil || user.Name == "" {
-		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply names no user", ErrUnavailable)
+		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply names no user", authn.ErrUnavailable)
 	}
 	id := access.Identity{Name: user.Name}
 	if k.adminRole == "" {
@@ -178,7 +179,7 @@ func (k *Keystone) Authenticate(ctx context.Context, c Credentials) (access.Iden
 	}
 	token, _ := r.ExtractTokenID()
 	if token == "" {
-		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply has no X-Subject-Token", ErrUnavailable)
+		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply has no X-Subject-Token", authn.ErrUnavailable)
 	}
 	if id.Admin, err = k.isAdmin(ctx, token); err != nil {
 		return access.Identity{}, err
@@ -195,7 +196,7 @@ func (k *Keystone) isAdmin(ctx context.Context, token string) (bool, error) {
 	})
 	if r.Err != nil {
 		err := keystoneError("admin_project scope", r.Err)
-		if errors.Is(err, ErrBadCredentials) {
+		if errors.Is(err, authn.ErrBadCredentials) {
 			// No role at all on admin_project (or no such project).
 			k.log.Debug("keystone: user has no role on admin_project", "admin_project", k.adminProject)
 			return false, nil
@@ -204,7 +205,7 @@ func (k *Keystone) isAdmin(ctx context.Context, token string) (bool, error) {
 	}
 	roles, err := r.ExtractRoles()
 	if err != nil {
-		return false, fmt.Errorf("keystone: %w: admin_project scope reply: %v", ErrUnavailable, err)
+		return false, fmt.Errorf("keystone: %w: admin_project scope reply: %v", authn.ErrUnavailable, err)
 	}
 	return slices.ContainsFunc(roles, func(r tokens.Role) bool { return r.Name == k.adminRole }), nil
 }
@@ -216,16 +217,16 @@ func (k *Keystone) Ready(ctx context.Context) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.identity.Endpoint, nil)
 	if err != nil {
-		return fmt.Errorf("keystone: %w: %v", ErrUnavailable, err)
+		return fmt.Errorf("keystone: %w: %v", authn.ErrUnavailable, err)
 	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("keystone: %w: %v", ErrUnavailable, err)
+		return fmt.Errorf("keystone: %w: %v", authn.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body) // bounded by limitedTransport
 	if resp.StatusCode >= 400 {
-		return fmt.Errorf("keystone: %w: GET %s answered %s", ErrUnavailable, k.identity.Endpoint, resp.Status)
+		return fmt.Errorf("keystone: %w: GET %s answered %s", authn.ErrUnavailable, k.identity.Endpoint, resp.Status)
 	}
 	return nil
 }
@@ -239,16 +240,16 @@ func (k *Keystone) Ready(ctx context.Context) error {
 func keystoneError(what string, err error) error {
 	var status gophercloud.ErrUnexpectedResponseCode
 	if !errors.As(err, &status) {
-		return fmt.Errorf("keystone: %w: %s: %v", ErrUnavailable, what, err)
+		return fmt.Errorf("keystone: %w: %s: %v", authn.ErrUnavailable, what, err)
 	}
 	switch status.Actual {
 	case http.StatusUnauthorized:
-		return ErrBadCredentials
+		return authn.ErrBadCredentials
 	case http.StatusTooManyRequests:
-		return &RetryAfterError{After: parseRetryAfter(status.ResponseHeader.Get("Retry-After"), time.Now())}
+		return &authn.RetryAfterError{After: parseRetryAfter(status.ResponseHeader.Get("Retry-After"), time.Now())}
 	}
 	return fmt.Errorf("keystone: %w: %s: %s %s answered HTTP %d",
-		ErrUnavailable, what, status.Method, status.URL, status.Actual)
+		authn.ErrUnavailable, what, status.Method, status.URL, status.Actual)
 }
 
 // parseRetryAfter reads a Retry-After header, delay-seconds or an HTTP date

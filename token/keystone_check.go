@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"stx-registry/token/authn"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
@@ -85,7 +86,7 @@ func (k *Keystone) checkUser(ctx context.Context, name string) error {
 			}
 		}
 		if k.state.domainID == "" {
-			return fmt.Errorf("keystone: %w: keystone_user_domain %q not found by the service account", ErrUnavailable, k.domain)
+			return fmt.Errorf("keystone: %w: keystone_user_domain %q not found by the service account", authn.ErrUnavailable, k.domain)
 		}
 	}
 	var u struct {
@@ -102,12 +103,12 @@ func (k *Keystone) checkUser(ctx context.Context, name string) error {
 		// subject must match exactly. A missing "enabled" means enabled.
 		if user.Name == name {
 			if user.Enabled != nil && !*user.Enabled {
-				return ErrUserGone
+				return authn.ErrUserGone
 			}
 			return nil
 		}
 	}
-	return ErrUserGone
+	return authn.ErrUserGone
 }
 
 // serviceLogin gets a project-scoped token for the service account unless
@@ -124,15 +125,15 @@ func (k *Keystone) serviceLogin(ctx context.Context) error {
 	})
 	if r.Err != nil {
 		err := keystoneError("keystone_service_user login", r.Err)
-		if errors.Is(err, ErrBadCredentials) {
+		if errors.Is(err, authn.ErrBadCredentials) {
 			// Not the client's fault: the configuration is wrong.
-			return fmt.Errorf("keystone: %w: keystone_service_user login refused (401): check keystone_service_user, its password file and keystone_service_project", ErrUnavailable)
+			return fmt.Errorf("keystone: %w: keystone_service_user login refused (401): check keystone_service_user, its password file and keystone_service_project", authn.ErrUnavailable)
 		}
 		return err
 	}
 	tok, err := r.ExtractTokenID()
 	if err != nil || tok == "" {
-		return fmt.Errorf("keystone: %w: keystone_service_user login reply has no X-Subject-Token", ErrUnavailable)
+		return fmt.Errorf("keystone: %w: keystone_service_user login reply has no X-Subject-Token", authn.ErrUnavailable)
 	}
 	k.state.token, k.state.expires = tok, r.TokenExpiry() // zero if absent: then used once only
 	return nil
@@ -144,13 +145,13 @@ func (k *Keystone) getJSON(ctx context.Context, path string, q url.Values, v any
 	u := k.identity.ServiceURL(path) + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("keystone: %w: %v", ErrUnavailable, err)
+		return fmt.Errorf("keystone: %w: %v", authn.ErrUnavailable, err)
 	}
 	req.Header.Set("X-Auth-Token", k.state.token)
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("keystone: %w: GET %s: %v", ErrUnavailable, path, err)
+		return fmt.Errorf("keystone: %w: GET %s: %v", authn.ErrUnavailable, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body) // bounded by limitedTransport
@@ -158,14 +159,14 @@ func (k *Keystone) getJSON(ctx context.Context, path string, q url.Values, v any
 	case resp.StatusCode == http.StatusUnauthorized:
 		return &staleTokenError{what: "GET " + path}
 	case resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("keystone: %w: GET %s answered 403: give keystone_service_user a role on keystone_service_project that may list users and domains", ErrUnavailable, path)
+		return fmt.Errorf("keystone: %w: GET %s answered 403: give keystone_service_user a role on keystone_service_project that may list users and domains", authn.ErrUnavailable, path)
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("keystone: %w: GET %s answered %s", ErrUnavailable, path, resp.Status)
+		return fmt.Errorf("keystone: %w: GET %s answered %s", authn.ErrUnavailable, path, resp.Status)
 	case err != nil:
-		return fmt.Errorf("keystone: %w: GET %s: %v", ErrUnavailable, path, err)
+		return fmt.Errorf("keystone: %w: GET %s: %v", authn.ErrUnavailable, path, err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("keystone: %w: GET %s: reply is not JSON: %v", ErrUnavailable, path, err)
+		return fmt.Errorf("keystone: %w: GET %s: reply is not JSON: %v", authn.ErrUnavailable, path, err)
 	}
 	return nil
 }

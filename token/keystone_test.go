@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -353,7 +354,7 @@ func newTestKeystone(t *testing.T, c KeystoneConfig) (*Keystone, *lockedBuffer) 
 // neither the error nor the logs.
 func checkLogin(t *testing.T, ks *Keystone, logs *lockedBuffer, user, password string, want access.Identity, wantErr error) {
 	t.Helper()
-	id, err := ks.Authenticate(context.Background(), Credentials{User: user, Password: password})
+	id, err := ks.Authenticate(context.Background(), authn.Credentials{User: user, Password: password})
 	switch {
 	case wantErr == nil && err != nil:
 		t.Errorf("Authenticate(%q) = %v, want %+v", user, err, want)
@@ -389,14 +390,14 @@ func TestKeystoneLogin(t *testing.T) {
 	}{
 		{name: "good password", user: alice, password: "alice-pw-1", want: access.Identity{Name: alice}},
 		{name: "url without /v3", url: base, user: alice, password: "alice-pw-1", want: access.Identity{Name: alice}},
-		{name: "wrong password", user: alice, password: "wrong-pw-1", wantErr: ErrBadCredentials},
-		{name: "unknown user", user: k.name("nobody"), password: "alice-pw-1", wantErr: ErrBadCredentials},
-		{name: "empty password", user: alice, password: "", wantErr: ErrBadCredentials},
-		{name: "user of another domain", user: carol, password: "carol-pw-1", wantErr: ErrBadCredentials},
+		{name: "wrong password", user: alice, password: "wrong-pw-1", wantErr: authn.ErrBadCredentials},
+		{name: "unknown user", user: k.name("nobody"), password: "alice-pw-1", wantErr: authn.ErrBadCredentials},
+		{name: "empty password", user: alice, password: "", wantErr: authn.ErrBadCredentials},
+		{name: "user of another domain", user: carol, password: "carol-pw-1", wantErr: authn.ErrBadCredentials},
 		{name: "keystone_user_domain set", domain: otherDomain, user: carol, password: "carol-pw-1", want: access.Identity{Name: carol}},
-		{name: "wrong domain for user", domain: otherDomain, user: alice, password: "alice-pw-1", wantErr: ErrBadCredentials},
-		{name: "unknown domain", domain: k.name("nodomain"), user: alice, password: "alice-pw-1", wantErr: ErrBadCredentials},
-		{name: "disabled user", user: dave, password: "dave-pw-1", wantErr: ErrBadCredentials},
+		{name: "wrong domain for user", domain: otherDomain, user: alice, password: "alice-pw-1", wantErr: authn.ErrBadCredentials},
+		{name: "unknown domain", domain: k.name("nodomain"), user: alice, password: "alice-pw-1", wantErr: authn.ErrBadCredentials},
+		{name: "disabled user", user: dave, password: "dave-pw-1", wantErr: authn.ErrBadCredentials},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -431,7 +432,7 @@ func TestKeystoneAdminRole(t *testing.T) {
 		{"role on project", adminCfg, erin, "erin-pw-1", access.Identity{Name: erin, Admin: true}, nil},
 		{"no role on project", adminCfg, frank, "frank-pw-1", access.Identity{Name: frank}, nil},
 		{"other role on project", adminCfg, gwen, "gwen-pw-1", access.Identity{Name: gwen}, nil},
-		{"admin with wrong password", adminCfg, erin, "wrong-pw-1", access.Identity{}, ErrBadCredentials},
+		{"admin with wrong password", adminCfg, erin, "wrong-pw-1", access.Identity{}, authn.ErrBadCredentials},
 		{"admin check not configured", KeystoneConfig{URL: k.url}, erin, "erin-pw-1", access.Identity{Name: erin}, nil},
 		{"admin_project missing", KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: k.name("noproject")},
 			erin, "erin-pw-1", access.Identity{Name: erin}, nil},
@@ -458,15 +459,15 @@ func TestKeystoneLockout(t *testing.T) {
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: project})
 
 	for range 4 {
-		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, ErrBadCredentials)
+		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, authn.ErrBadCredentials)
 	}
 	// 4 failures < 5: not locked; this success resets the count.
 	checkLogin(t, ks, logs, hank, "hank-pw-1", access.Identity{Name: hank}, nil)
 	for range 5 {
-		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, ErrBadCredentials)
+		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, authn.ErrBadCredentials)
 	}
 	// Locked now: the right password no longer works.
-	checkLogin(t, ks, logs, hank, "hank-pw-1", access.Identity{}, ErrBadCredentials)
+	checkLogin(t, ks, logs, hank, "hank-pw-1", access.Identity{}, authn.ErrBadCredentials)
 }
 
 func TestKeystoneReady(t *testing.T) {
@@ -568,7 +569,7 @@ func TestKeystoneUnavailable(t *testing.T) {
 			const timeout = time.Second
 			ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", Timeout: timeout})
 			start := time.Now()
-			checkLogin(t, ks, logs, "alice", password, access.Identity{}, ErrUnavailable)
+			checkLogin(t, ks, logs, "alice", password, access.Identity{}, authn.ErrUnavailable)
 			// Generous: the point is "bounded", not exact timing.
 			if d := time.Since(start); d > timeout+10*time.Second {
 				t.Errorf("Authenticate took %s with keystone_timeout %s", d, timeout)
@@ -594,7 +595,7 @@ func TestKeystoneAdminCheckUnavailable(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 	})
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", AdminRole: "admin", AdminProject: "admin"})
-	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, ErrUnavailable)
+	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, authn.ErrUnavailable)
 }
 
 func TestKeystoneRetryAfter(t *testing.T) {
@@ -603,8 +604,8 @@ func TestKeystoneRetryAfter(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
 	ks, _ := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3"})
-	_, err := ks.Authenticate(context.Background(), Credentials{User: "alice", Password: "pw"})
-	var ra *RetryAfterError
+	_, err := ks.Authenticate(context.Background(), authn.Credentials{User: "alice", Password: "pw"})
+	var ra *authn.RetryAfterError
 	if !errors.As(err, &ra) || ra.After != 7*time.Second {
 		t.Fatalf("Authenticate = %v, want RetryAfterError{7s}", err)
 	}
@@ -618,8 +619,8 @@ func TestKeystoneConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	ks, logs := newTestKeystone(t, KeystoneConfig{URL: "http://" + addr + "/v3"})
-	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, ErrUnavailable)
-	if err := ks.Ready(context.Background()); !errors.Is(err, ErrUnavailable) {
+	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, authn.ErrUnavailable)
+	if err := ks.Ready(context.Background()); !errors.Is(err, authn.ErrUnavailable) {
 		t.Errorf("Ready = %v, want ErrUnavailable", err)
 	}
 }
@@ -653,8 +654,8 @@ func TestKeystoneTLS(t *testing.T) {
 		wantErr error
 	}{
 		{"keystone_ca", caFile, access.Identity{Name: "alice"}, nil},
-		{"wrong keystone_ca", wrongCA, access.Identity{}, ErrUnavailable},
-		{"system roots", "", access.Identity{}, ErrUnavailable},
+		{"wrong keystone_ca", wrongCA, access.Identity{}, authn.ErrUnavailable},
+		{"system roots", "", access.Identity{}, authn.ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -693,7 +694,7 @@ func TestKeystoneReadyFake(t *testing.T) {
 			srv := fakeKeystone(t, tt.handler(t))
 			ks, _ := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", Timeout: time.Second})
 			err := ks.Ready(context.Background())
-			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrUnavailable)) {
+			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, authn.ErrUnavailable)) {
 				t.Errorf("Ready = %v, want ok %v", err, tt.ok)
 			}
 		})

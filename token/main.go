@@ -68,6 +68,8 @@ import (
 	"os"
 	"os/signal"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
+	"stx-registry/token/metrics"
 	"syscall"
 	"time"
 
@@ -186,17 +188,17 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		return nil, nil, err
 	}
 	var (
-		backend Authenticator
-		users   UserChecker   // the refresh re-check, if any
-		recheck time.Duration // 0: on every refresh
+		backend authn.Authenticator
+		users   authn.UserChecker // the refresh re-check, if any
+		recheck time.Duration     // 0: on every refresh
 	)
 	switch cfg.AuthBackend {
 	case "users":
-		uf, err := NewUsersFile(cfg.UsersFile, log)
+		uf, err := authn.NewUsersFile(cfg.UsersFile, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		backend, users = uf, usersFileChecker{uf}
+		backend, users = uf, authn.NewUsersFileChecker(uf)
 	case "keystone":
 		var svc KeystoneService
 		if cfg.KeystoneServiceUser != "" {
@@ -226,17 +228,15 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	default:
 		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
-	// cache(backoff(counting(backend))): a cached password never meets the
-	// backoff, and only calls that reach the backend are counted.
-	metrics := NewMetrics(cfg.AuthBackend, buildinfo.Version())
-	var ready Checker
-	if ch, ok := backend.(Checker); ok {
+	m := metrics.NewMetrics(cfg.AuthBackend, buildinfo.Version())
+	var ready authn.Checker
+	if ch, ok := backend.(authn.Checker); ok {
 		ready = ch
 	}
-	auth := NewCredentialCache(
-		NewBackoff(NewCountingBackend(backend, metrics), cfg.backoffConfig(), metrics),
-		CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
-		metrics)
+	auth := authn.Chain(backend, authn.ChainConfig{
+		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
+		Backoff: cfg.backoffConfig(),
+	}, m)
 	services := make(map[string]bool, len(cfg.Services))
 	for _, s := range cfg.Services {
 		services[s] = true
@@ -254,7 +254,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		audit:       &Audit{log: log},
 		log:         log,
 		now:         time.Now,
-		metrics:     metrics,
+		metrics:     m,
 		metricsNets: cfg.MetricsNetworks,
 		ready:       ready,
 		backendName: cfg.AuthBackend,

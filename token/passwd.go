@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"syscall"
 	"unsafe"
 )
@@ -34,7 +35,7 @@ func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
 	}
 	user := fs.Arg(0)
 	if *del {
-		return SetPassword(*file, user, nil)
+		return authn.SetPassword(*file, user, nil)
 	}
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
@@ -43,7 +44,7 @@ func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
 	if len(pw) == 0 {
 		return errors.New("empty password")
 	}
-	if err := SetPassword(*file, user, pw); err != nil {
+	if err := authn.SetPassword(*file, user, pw); err != nil {
 		return err
 	}
 	if !access.ValidComponent(user) {

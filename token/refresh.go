@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"sync"
 	"syscall"
 	"time"
@@ -350,12 +351,12 @@ func (s *FileRefreshStore) update(change func(entries map[string]refreshLine) er
 	}
 	if damaged != nil {
 		saved := fmt.Sprintf("%s.corrupt-%d", s.path, s.now().Unix())
-		if err := writeFileAtomic(saved, damaged, 0o600); err != nil {
+		if err := authn.WriteFileAtomic(saved, damaged, 0o600); err != nil {
 			return fmt.Errorf("refresh token store: saving the damaged file: %w", err)
 		}
 		s.log.Error("refresh token store: damaged file saved before rewriting it", "saved", saved)
 	}
-	if err := writeFileAtomic(s.path, s.encode(), 0o600); err != nil {
+	if err := authn.WriteFileAtomic(s.path, s.encode(), 0o600); err != nil {
 		return fmt.Errorf("refresh token store %s: %w", s.path, err)
 	}
 	s.stat, _ = os.Stat(s.path) // our own write needs no re-read

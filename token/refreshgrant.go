@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
 	"time"
 )
 
@@ -131,7 +132,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e RefreshEntry, 
 			}
 		}
 		return nil
-	case errors.Is(err, ErrUserGone):
+	case errors.Is(err, authn.ErrUserGone):
 		n, rerr := s.refresh.RevokeUser(e.Subject)
 		if rerr != nil {
 			s.log.Error("refresh: revoking a gone user's refresh tokens failed", "subject", e.Subject, "err", rerr)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/authn"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +20,7 @@ import (
 const otherService = "other.test:9001"
 
 // newRefreshServer is newTestServer with a refresh store on a fake clock.
-func newRefreshServer(t *testing.T, auth Authenticator, ttl time.Duration) (*Server, *strings.Builder, *testClock) {
+func newRefreshServer(t *testing.T, auth authn.Authenticator, ttl time.Duration) (*Server, *strings.Builder, *testClock) {
 	t.Helper()
 	s, logs := newTestServer(t, auth)
 	clock := newClock()
@@ -139,27 +140,25 @@ func TestRefreshOff(t *testing.T) {
 func TestRefreshUsersFileRecheck(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users")
 	for _, u := range []string{"alice", "bob"} {
-		if err := SetPassword(path, u, []byte("pw-"+u)); err != nil {
+		if err := authn.SetPassword(path, u, []byte("pw-"+u)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	uf, err := NewUsersFile(path, slog.New(slog.DiscardHandler))
+	uf, err := authn.NewUsersFile(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, _, _ := newRefreshServer(t, uf, time.Hour)
-	s.users = usersFileChecker{uf}
+	s.users = authn.NewUsersFileChecker(uf)
 	h := s.Handler()
 	alice, bob := login(t, h, "alice", "pw-alice"), login(t, h, "bob", "pw-bob")
 	if r := do(t, h, refreshForm(alice, testService, "")); r.status != 200 {
 		t.Fatalf("refresh: %d %v", r.status, r.body)
 	}
-	if err := SetPassword(path, "alice", nil); err != nil {
+	if err := authn.SetPassword(path, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
-	uf.mu.Lock()
-	uf.lastCheck = time.Time{} // skip the once-a-second stat limit
-	uf.mu.Unlock()
+	uf.Recheck() // skip the once-a-second stat limit
 	if r := do(t, h, refreshForm(alice, testService, "")); r.status != 401 {
 		t.Fatalf("refresh of a deleted user: %d %v; want 401", r.status, r.body)
 	}
@@ -313,7 +312,7 @@ func TestKeystoneCheckUserErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ks.CheckUser(context.Background(), "alice")
-	if err == nil || err == ErrUserGone || !strings.Contains(err.Error(), "keystone_service_user") || strings.Contains(err.Error(), "wrong") {
+	if err == nil || err == authn.ErrUserGone || !strings.Contains(err.Error(), "keystone_service_user") || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("wrong service password: %v", err)
 	}
 	ks.service.Password = "svc-secret"

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
+	"stx-registry/token/metrics"
 	"sync/atomic"
 	"time"
 )
@@ -34,7 +36,7 @@ const readyTimeout = 2 * time.Second
 // Server answers the Docker token protocol: GET with Basic auth and the
 // OAuth2 POST form. It knows nothing of TLS or listening.
 type Server struct {
-	auth     Authenticator
+	auth     authn.Authenticator
 	policy   *access.Policy
 	issuer   atomic.Pointer[Issuer] // swapped by a signing key reload (SIGHUP)
 	services map[string]bool
@@ -42,15 +44,15 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	metrics     *Metrics       // may be nil in tests
-	metricsNets []netip.Prefix // who may GET /metrics; nil means loopback only
-	ready       Checker        // the backend's readiness check, or nil
-	backendName string         // "users" or "keystone", for /readyz replies
+	metrics     *metrics.Metrics // may be nil in tests
+	metricsNets []netip.Prefix   // who may GET /metrics; nil means loopback only
+	ready       authn.Checker    // the backend's readiness check, or nil
+	backendName string           // "users" or "keystone", for /readyz replies
 
-	refresh    RefreshStore  // nil: refresh tokens are off (no state_directory)
-	refreshTTL time.Duration // refresh_token_ttl
-	users      UserChecker   // re-checks a refresh token's user; nil: no re-check
-	recheck    time.Duration // how old a check may be before the next; 0: every refresh
+	refresh    RefreshStore      // nil: refresh tokens are off (no state_directory)
+	refreshTTL time.Duration     // refresh_token_ttl
+	users      authn.UserChecker // re-checks a refresh token's user; nil: no re-check
+	recheck    time.Duration     // how old a check may be before the next; 0: every refresh
 }
 
 // Handler routes the token server's few paths. Every reply, errors and 404s
@@ -63,7 +65,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/readyz", s.readyz)
 	m, nets := s.metrics, s.metricsNets
 	if m == nil {
-		m = NewMetrics(s.backendName, "")
+		m = metrics.NewMetrics(s.backendName, "")
 	}
 	if nets == nil {
 		nets = defaultMetricsNetworks
@@ -116,13 +118,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) finish(rec auditRecord) {
 	s.audit.Token(rec)
 	denied := rec.status == http.StatusOK && len(rec.requested) > 0 && len(rec.granted) == 0
-	s.metrics.Request(requestResult(rec.status, denied))
+	s.metrics.Request(metrics.RequestResult(rec.status, denied))
 }
 
 // tokenRequest is one parsed request, from either form of the protocol.
 type tokenRequest struct {
 	grantType string // "password" for both GET and a POST password grant
-	creds     Credentials
+	creds     authn.Credentials
 	refresh   string // the refresh_token of a refresh grant; a secret
 	service   string
 	scopes    []access.Access
@@ -190,9 +192,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	id, err := s.auth.Authenticate(r.Context(), req.creds)
 	if err != nil {
 		status, code, msg := http.StatusUnauthorized, "invalid_grant", "invalid username or password"
-		var ra *RetryAfterError
+		var ra *authn.RetryAfterError
 		switch {
-		case errors.Is(err, ErrBadCredentials):
+		case errors.Is(err, authn.ErrBadCredentials):
 		case errors.As(err, &ra):
 			secs := retryAfterSeconds(ra.After)
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
@@ -287,7 +289,7 @@ func (s *Server) parseGet(r *http.Request) (*tokenRequest, error) {
 	if !ok {
 		return req, badRequest("malformed Authorization header: want Basic with base64 user:password")
 	}
-	req.creds = Credentials{User: user, Password: pass}
+	req.creds = authn.Credentials{User: user, Password: pass}
 	if err := checkCredentials(req.creds); err != nil {
 		return req, err
 	}
@@ -346,7 +348,7 @@ func (s *Server) parsePost(w http.ResponseWriter, r *http.Request) (*tokenReques
 	if err != nil {
 		return req, err
 	}
-	req.creds = Credentials{User: user, Password: pass}
+	req.creds = authn.Credentials{User: user, Password: pass}
 	return req, checkCredentials(req.creds)
 }
 
@@ -387,7 +389,7 @@ func single(v url.Values, key string, max int) (string, error) {
 	return vs[0], nil
 }
 
-func checkCredentials(c Credentials) error {
+func checkCredentials(c authn.Credentials) error {
 	switch {
 	case c.User == "":
 		return &requestError{http.StatusUnauthorized, "invalid_client", "a user name is required"}

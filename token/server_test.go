@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"stx-registry/token/access"
+	"stx-registry/token/authn"
+	"stx-registry/token/metrics"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -30,7 +32,7 @@ type fakeAuth struct {
 	calls atomic.Int64
 }
 
-func (f *fakeAuth) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
+func (f *fakeAuth) Authenticate(_ context.Context, c authn.Credentials) (access.Identity, error) {
 	f.calls.Add(1)
 	if f.err != nil {
 		return access.Identity{}, f.err
@@ -38,12 +40,12 @@ func (f *fakeAuth) Authenticate(_ context.Context, c Credentials) (access.Identi
 	if pw, ok := f.users[c.User]; ok && pw == c.Password {
 		return access.Identity{Name: c.User}, nil
 	}
-	return access.Identity{}, ErrBadCredentials
+	return access.Identity{}, authn.ErrBadCredentials
 }
 
 const testService = "registry.test:9001"
 
-func newTestServer(t testing.TB, auth Authenticator) (*Server, *strings.Builder) {
+func newTestServer(t testing.TB, auth authn.Authenticator) (*Server, *strings.Builder) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -66,7 +68,7 @@ func newTestServer(t testing.TB, auth Authenticator) (*Server, *strings.Builder)
 		audit:    &Audit{log: log},
 		log:      log,
 		now:      time.Now,
-		metrics:  NewMetrics("users", "test"),
+		metrics:  metrics.NewMetrics("users", "test"),
 	}
 	s.issuer.Store(iss)
 	return s, logs
@@ -278,7 +280,7 @@ func TestTokenErrors(t *testing.T) {
 }
 
 func TestBackendDownIs503(t *testing.T) {
-	s, _ := newTestServer(t, &fakeAuth{err: ErrUnavailable})
+	s, _ := newTestServer(t, &fakeAuth{err: authn.ErrUnavailable})
 	r := do(t, s.Handler(), get("service="+url.QueryEscape(testService), basic("alice", "pw")))
 	if r.status != 503 {
 		t.Fatalf("status %d, want 503", r.status)
@@ -334,7 +336,7 @@ func TestRetryAfterIs429(t *testing.T) {
 		{1500 * time.Millisecond, "2"}, {time.Second, "1"}, {time.Millisecond, "1"}, {0, "1"}, {30 * time.Minute, "1800"},
 	}
 	for _, tt := range tests {
-		s, logs := newTestServer(t, &fakeAuth{err: fmt.Errorf("backoff: %w", &RetryAfterError{After: tt.after})})
+		s, logs := newTestServer(t, &fakeAuth{err: fmt.Errorf("backoff: %w", &authn.RetryAfterError{After: tt.after})})
 		for _, req := range []*http.Request{
 			get("service="+url.QueryEscape(testService), basic("alice", "pw")),
 			post("grant_type=password&username=alice&password=pw&service="+url.QueryEscape(testService), "application/x-www-form-urlencoded"),
@@ -344,7 +346,7 @@ func TestRetryAfterIs429(t *testing.T) {
 				t.Errorf("%v: got %d Retry-After %q %v, want 429 %s slow_down", tt.after, r.status, r.header.Get("Retry-After"), r.body, tt.want)
 			}
 		}
-		if s.metrics.requests[4].Load() != 2 || !strings.Contains(logs.String(), `"status":429`) {
+		if s.metrics.RequestCount("rate_limited") != 2 || !strings.Contains(logs.String(), `"status":429`) {
 			t.Errorf("429 not counted as rate_limited or not audited")
 		}
 	}
@@ -361,10 +363,10 @@ func TestTokenMetrics(t *testing.T) {
 	do(t, h, get(svc, basic("alice", "bad")))                                   // unauthorized
 	do(t, h, get("", basic("alice", "pw-a")))                                   // bad_request
 	do(t, h, httptest.NewRequest("PUT", "/token", nil))                         // bad_request
-	want := [len(requestResults)]uint64{2, 1, 2, 1, 0, 0, 0}
+	want := [len(metrics.RequestResults)]uint64{2, 1, 2, 1, 0, 0, 0}
 	for i := range want {
-		if got := s.metrics.requests[i].Load(); got != want[i] {
-			t.Errorf("%s: %d, want %d", requestResults[i], got, want[i])
+		if got := s.metrics.RequestCount(metrics.RequestResults[i]); got != want[i] {
+			t.Errorf("%s: %d, want %d", metrics.RequestResults[i], got, want[i])
 		}
 	}
 }
@@ -385,7 +387,7 @@ var errHang = errors.New("hang")
 func TestReadyz(t *testing.T) {
 	tests := []struct {
 		name   string
-		ready  Checker
+		ready  authn.Checker
 		status int
 		body   map[string]any
 	}{

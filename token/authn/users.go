@@ -1,4 +1,4 @@
-package main
+package authn
 
 import (
 	"bufio"
@@ -163,6 +163,14 @@ func (u *UsersFile) refresh(now time.Time) {
 	u.log.Info("users file reloaded", "path", u.path, "users", len(u.users))
 }
 
+// Recheck lets the next login or user check stat the file at once,
+// skipping the once-a-second limit.
+func (u *UsersFile) Recheck() {
+	u.mu.Lock()
+	u.lastCheck = time.Time{}
+	u.mu.Unlock()
+}
+
 // Authenticate implements Authenticator with a bcrypt comparison, which is
 // constant-time by construction and costs the same for unknown users.
 func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
@@ -232,12 +240,12 @@ func SetPassword(path, user string, password []byte) error {
 	for _, name := range slices.Sorted(maps.Keys(users)) {
 		fmt.Fprintf(&buf, "%s:%s\n", name, users[name])
 	}
-	return writeFileAtomic(path, buf.Bytes(), 0o600)
+	return WriteFileAtomic(path, buf.Bytes(), 0o600)
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
+// WriteFileAtomic replaces path with data: a temporary file in the same
 // directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

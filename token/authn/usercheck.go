@@ -1,4 +1,4 @@
-package main
+package authn
 
 import (
 	"context"
@@ -27,3 +27,6 @@ func (c usersFileChecker) CheckUser(_ context.Context, name string) error {
 	}
 	return nil
 }
+
+// NewUsersFileChecker is the refresh re-check of the users file u.
+func NewUsersFileChecker(u *UsersFile) UserChecker { return usersFileChecker{u} }

@@ -1,4 +1,4 @@
-package main
+package authn
 
 import (
 	"container/list"
@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 	"sync"
 	"time"
 )
@@ -88,7 +89,7 @@ type BackoffConfig struct {
 type Backoff struct {
 	next    Authenticator
 	cfg     BackoffConfig
-	metrics *Metrics
+	metrics *metrics.Metrics
 	key     [32]byte // HMAC key for the duplicate check, drawn at start
 	now     func() time.Time
 	maxKeys int
@@ -116,7 +117,7 @@ type backoffRecord struct {
 }
 
 // NewBackoff wraps next; m may be nil.
-func NewBackoff(next Authenticator, cfg BackoffConfig, m *Metrics) *Backoff {
+func NewBackoff(next Authenticator, cfg BackoffConfig, m *metrics.Metrics) *Backoff {
 	b := &Backoff{
 		next:    next,
 		cfg:     cfg,
@@ -262,14 +263,14 @@ func (b *Backoff) mac(cr Credentials) (sum [sha256.Size]byte) {
 	return sum
 }
 
-// maxBackendFailures is the most bad-password calls the backoff lets through
+// MaxBackendFailures is the most bad-password calls the backoff lets through
 // to the backend for ONE user within elapsed of the first, whatever the
 // number of client addresses, when all of n attempts fail and each comes at
 // the earliest moment the user is not held. It follows the policy
 // documented on Backoff step by step, independently of the implementation,
 // so that tests (the Keystone end-to-end test too) can compute the bound
 // from the configuration.
-func maxBackendFailures(cfg BackoffConfig, n int, elapsed time.Duration) int {
+func MaxBackendFailures(cfg BackoffConfig, n int, elapsed time.Duration) int {
 	var t time.Duration // time of the next call, from the first
 	fails, lockFails, calls := 0, 0, 0
 	for calls < n && t <= elapsed {

@@ -1,4 +1,4 @@
-package main
+package authn
 
 import (
 	"context"
@@ -117,21 +117,6 @@ func TestSetPasswordRefusals(t *testing.T) {
 	}
 	if err := SetPassword(path, "alice", []byte(strings.Repeat("p", 73))); err == nil {
 		t.Error("password beyond bcrypt's 72 bytes accepted")
-	}
-}
-
-func TestReadLine(t *testing.T) {
-	for in, want := range map[string]string{"pw\n": "pw", "pw\r\n": "pw", "pw": "pw", "a b c\nrest": "a b c"} {
-		got, err := readLine(strings.NewReader(in))
-		if err != nil || string(got) != want {
-			t.Errorf("readLine(%q) = %q, %v", in, got, err)
-		}
-	}
-	if _, err := readLine(strings.NewReader("")); err == nil {
-		t.Error("empty input accepted")
-	}
-	if _, err := readLine(strings.NewReader(strings.Repeat("x", 2000))); err == nil {
-		t.Error("over-long password accepted")
 	}
 }
 

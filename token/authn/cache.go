@@ -1,4 +1,4 @@
-package main
+package authn
 
 import (
 	"container/list"
@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 	"sync"
 	"time"
 )
@@ -44,7 +45,7 @@ type CacheConfig struct {
 type CredentialCache struct {
 	next    Authenticator
 	cfg     CacheConfig
-	metrics *Metrics
+	metrics *metrics.Metrics
 	key     [32]byte
 	now     func() time.Time
 
@@ -76,7 +77,7 @@ type flight struct {
 }
 
 // NewCredentialCache wraps next with a cache; m may be nil.
-func NewCredentialCache(next Authenticator, cfg CacheConfig, m *Metrics) *CredentialCache {
+func NewCredentialCache(next Authenticator, cfg CacheConfig, m *metrics.Metrics) *CredentialCache {
 	c := &CredentialCache{
 		next:     next,
 		cfg:      cfg,

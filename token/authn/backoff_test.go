@@ -1,10 +1,11 @@
-package main
+package authn
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"stx-registry/token/metrics"
 	"testing"
 	"time"
 )
@@ -22,9 +23,9 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func newTestBackoff(cfg BackoffConfig, users map[string]string) (*Backoff, *fakeAuth, *fakeClock, *Metrics) {
+func newTestBackoff(cfg BackoffConfig, users map[string]string) (*Backoff, *fakeAuth, *fakeClock, *metrics.Metrics) {
 	backend := &fakeAuth{users: users}
-	m := NewMetrics("keystone", "test")
+	m := metrics.NewMetrics("keystone", "test")
 	b := NewBackoff(backend, cfg, m)
 	clk := &fakeClock{time.Unix(1_000_000, 0)}
 	b.now = clk.now
@@ -79,25 +80,25 @@ func TestBackoffBackendCalls(t *testing.T) {
 			if got := backend.calls.Load(); got != tt.want {
 				t.Fatalf("%d backend calls, want %d", got, tt.want)
 			}
-			if limited != 300-tt.want || m.backoffRejections.Load() != uint64(limited) {
-				t.Fatalf("%d rejected, metric %d, want %d", limited, m.backoffRejections.Load(), 300-tt.want)
+			if limited != 300-tt.want || m.BackoffRejectionCount() != uint64(limited) {
+				t.Fatalf("%d rejected, metric %d, want %d", limited, m.BackoffRejectionCount(), 300-tt.want)
 			}
 		})
 	}
-	if got := maxBackendFailures(defaultBackoff, 300, 299*time.Second); got != 4 {
-		t.Errorf("maxBackendFailures(default, 300, 299s) = %d, want 4", got)
+	if got := MaxBackendFailures(defaultBackoff, 300, 299*time.Second); got != 4 {
+		t.Errorf("MaxBackendFailures(default, 300, 299s) = %d, want 4", got)
 	}
-	if got := maxBackendFailures(defaultBackoff, 300, 0); got != 3 {
-		t.Errorf("maxBackendFailures(default, 300, 0) = %d, want 3", got)
+	if got := MaxBackendFailures(defaultBackoff, 300, 0); got != 3 {
+		t.Errorf("MaxBackendFailures(default, 300, 0) = %d, want 3", got)
 	}
 	// Over two hours: 4 per lockout window (at 0, 1801, 3602, 5403 s).
-	if got := maxBackendFailures(defaultBackoff, 1000, 2*time.Hour); got != 16 {
-		t.Errorf("maxBackendFailures(default, 1000, 2h) = %d, want 16", got)
+	if got := MaxBackendFailures(defaultBackoff, 1000, 2*time.Hour); got != 16 {
+		t.Errorf("MaxBackendFailures(default, 1000, 2h) = %d, want 16", got)
 	}
 }
 
 // The fastest possible attacker, retrying the instant a hold ends, gets
-// exactly maxBackendFailures calls through, and never more than N−1 bad
+// exactly MaxBackendFailures calls through, and never more than N−1 bad
 // passwords per lockout window.
 func TestBackoffMatchesModel(t *testing.T) {
 	configs := []BackoffConfig{
@@ -122,7 +123,7 @@ func TestBackoffMatchesModel(t *testing.T) {
 						fails = append(fails, clk.t)
 					}
 				}
-				want := maxBackendFailures(cfg, 5000, elapsed)
+				want := MaxBackendFailures(cfg, 5000, elapsed)
 				if got := int(backend.calls.Load()); got != want {
 					t.Fatalf("%d backend calls, model says %d", got, want)
 				}

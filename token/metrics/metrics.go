@@ -1,15 +1,14 @@
-package main
+// Package metrics owns the token server's Prometheus metrics: the counters,
+// their fixed label values, and the text exposition format. It knows nothing
+// about HTTP handlers or authentication backends; callers pass labels.
+package metrics
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
-	"stx-registry/token/access"
 	"sync/atomic"
 	"time"
 )
@@ -23,8 +22,8 @@ type Metrics struct {
 	version string // stx_build_info{version}
 	backend string // stx_backend_calls_total{backend}: "users" or "keystone"
 
-	requests          [len(requestResults)]atomic.Uint64
-	backendCalls      [len(backendResults)]atomic.Uint64
+	requests          [len(RequestResults)]atomic.Uint64
+	backendCalls      [len(BackendResults)]atomic.Uint64
 	durationBuckets   [len(durationBuckets)]atomic.Uint64 // not cumulative; summed when written
 	durationCount     atomic.Uint64
 	durationSumNanos  atomic.Int64
@@ -34,7 +33,7 @@ type Metrics struct {
 	backoffRejections atomic.Uint64
 }
 
-// requestResults are the values of stx_token_requests_total{result}, one per
+// RequestResults are the values of stx_token_requests_total{result}, one per
 // token request:
 //
 //	granted      200 with some of the requested access, or none was requested
@@ -44,11 +43,11 @@ type Metrics struct {
 //	rate_limited 429: the backoff holds the user or address, or the backend said so
 //	unavailable  503: the backend is down
 //	error        500: a bug or a signing failure
-var requestResults = [...]string{"granted", "denied", "bad_request", "unauthorized", "rate_limited", "unavailable", "error"}
+var RequestResults = [...]string{"granted", "denied", "bad_request", "unauthorized", "rate_limited", "unavailable", "error"}
 
-// backendResults are the values of stx_backend_calls_total{result}, one per
+// BackendResults are the values of stx_backend_calls_total{result}, one per
 // call that reached the real backend.
-var backendResults = [...]string{"success", "bad_credentials", "rate_limited", "unavailable"}
+var BackendResults = [...]string{"success", "bad_credentials", "rate_limited", "unavailable"}
 
 // durationBuckets are the upper bounds, in seconds, of
 // stx_backend_call_duration_seconds: a bcrypt check takes a few ms, a
@@ -60,8 +59,8 @@ func NewMetrics(backend, version string) *Metrics {
 	return &Metrics{backend: backend, version: version}
 }
 
-// requestResult maps a token reply to its result label.
-func requestResult(status int, partial bool) string {
+// RequestResult maps a token reply to its result label.
+func RequestResult(status int, partial bool) string {
 	switch {
 	case status == http.StatusOK && partial:
 		return "denied"
@@ -84,29 +83,27 @@ func (m *Metrics) Request(result string) {
 	if m == nil {
 		return
 	}
-	for i, r := range requestResults {
+	for i, r := range RequestResults {
 		if r == result {
 			m.requests[i].Add(1)
 			return
 		}
 	}
-	m.requests[len(requestResults)-1].Add(1) // "error": an unknown label is a bug
+	m.requests[len(RequestResults)-1].Add(1) // "error": an unknown label is a bug
 }
 
-// backendCall counts one call to the real backend and its duration.
-func (m *Metrics) backendCall(err error, d time.Duration) {
+// BackendCall counts one call to the real backend, by its result label
+// (one of BackendResults; an unknown label counts as "unavailable"), and
+// its duration.
+func (m *Metrics) BackendCall(result string, d time.Duration) {
 	if m == nil {
 		return
 	}
 	i := 3 // unavailable: anything that is not the client's fault
-	var ra *RetryAfterError
-	switch {
-	case err == nil:
-		i = 0
-	case errors.Is(err, ErrBadCredentials):
-		i = 1
-	case errors.As(err, &ra):
-		i = 2
+	for j, r := range BackendResults {
+		if r == result {
+			i = j
+		}
 	}
 	m.backendCalls[i].Add(1)
 	sec := d.Seconds()
@@ -118,6 +115,18 @@ func (m *Metrics) backendCall(err error, d time.Duration) {
 	}
 	m.durationCount.Add(1)
 	m.durationSumNanos.Add(int64(d))
+}
+
+// The *Count methods read the counters back, for tests.
+
+// RequestCount is how many token requests were counted with result.
+func (m *Metrics) RequestCount(result string) uint64 {
+	for i, r := range RequestResults {
+		if r == result {
+			return m.requests[i].Load()
+		}
+	}
+	return 0
 }
 
 // CacheHit, CacheMiss and CacheEntries are fed by CredentialCache.
@@ -146,18 +155,30 @@ func (m *Metrics) BackoffRejection() {
 	}
 }
 
+// CacheHitCount is stx_credential_cache_hits_total.
+func (m *Metrics) CacheHitCount() uint64 { return m.cacheHits.Load() }
+
+// CacheMissCount is stx_credential_cache_misses_total.
+func (m *Metrics) CacheMissCount() uint64 { return m.cacheMisses.Load() }
+
+// CacheEntryCount is stx_credential_cache_entries.
+func (m *Metrics) CacheEntryCount() int64 { return m.cacheEntries.Load() }
+
+// BackoffRejectionCount is stx_backoff_rejections_total.
+func (m *Metrics) BackoffRejectionCount() uint64 { return m.backoffRejections.Load() }
+
 // WriteTo writes every metric in the text format, in a fixed order.
 func (m *Metrics) WriteTo(w *bufio.Writer) {
 	family := func(name, typ, help string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
 	family("stx_token_requests_total", "counter", "Token requests by result.")
-	for i, r := range requestResults {
+	for i, r := range RequestResults {
 		fmt.Fprintf(w, "stx_token_requests_total{result=%q} %d\n", r, m.requests[i].Load())
 	}
 	be := escapeLabel(m.backend)
 	family("stx_backend_calls_total", "counter", "Calls that reached the authentication backend, by result.")
-	for i, r := range backendResults {
+	for i, r := range BackendResults {
 		fmt.Fprintf(w, "stx_backend_calls_total{backend=\"%s\",result=%q} %d\n", be, r, m.backendCalls[i].Load())
 	}
 	family("stx_backend_call_duration_seconds", "histogram", "Duration of calls to the authentication backend.")
@@ -186,65 +207,4 @@ func (m *Metrics) WriteTo(w *bufio.Writer) {
 // escapeLabel escapes a label value as the text format requires.
 func escapeLabel(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-// MetricsHandler serves GET /metrics to clients inside nets only; anyone
-// else gets a JSON 403. The metrics hold no secrets, but user counts and
-// failure rates are still nobody else's business.
-func MetricsHandler(m *Metrics, nets []netip.Prefix) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !allowedClient(clientAddr(r), nets) {
-			writeError(w, http.StatusForbidden, "forbidden", "metrics are served to metrics_network addresses only")
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		bw := bufio.NewWriter(w)
-		m.WriteTo(bw)
-		bw.Flush()
-	})
-}
-
-// defaultMetricsNetworks is loopback only.
-var defaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
-
-func allowedClient(a netip.Addr, nets []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, n := range nets {
-		if n.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// CountingBackend sits right around the real backend and counts every call
-// that reaches it, with its result and duration.
-type CountingBackend struct {
-	next    Authenticator
-	metrics *Metrics
-	now     func() time.Time
-}
-
-// NewCountingBackend wraps next.
-func NewCountingBackend(next Authenticator, m *Metrics) *CountingBackend {
-	return &CountingBackend{next: next, metrics: m, now: time.Now}
-}
-
-// Authenticate implements Authenticator.
-func (c *CountingBackend) Authenticate(ctx context.Context, cr Credentials) (access.Identity, error) {
-	start := c.now()
-	id, err := c.next.Authenticate(ctx, cr)
-	c.metrics.backendCall(err, c.now().Sub(start))
-	return id, err
 }

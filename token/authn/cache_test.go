@@ -1,10 +1,11 @@
-package main
+package authn
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,7 +14,7 @@ import (
 
 func TestCredentialCache(t *testing.T) {
 	backend := &fakeAuth{users: map[string]string{"alice": "pw-a", "bob": "pw-b", "carol": "pw-c"}}
-	m := NewMetrics("users", "test")
+	m := metrics.NewMetrics("users", "test")
 	c := NewCredentialCache(backend, CacheConfig{TTL: time.Minute, Size: 2, Domain: "Default"}, m)
 	now := time.Unix(1_000_000, 0)
 	c.now = func() time.Time { return now }
@@ -32,8 +33,8 @@ func TestCredentialCache(t *testing.T) {
 	if calls() != 1 {
 		t.Fatalf("100 logins made %d backend calls, want 1", calls())
 	}
-	if m.cacheHits.Load() != 99 || m.cacheMisses.Load() != 1 || m.cacheEntries.Load() != 1 {
-		t.Errorf("metrics: %d hits, %d misses, %d entries", m.cacheHits.Load(), m.cacheMisses.Load(), m.cacheEntries.Load())
+	if m.CacheHitCount() != 99 || m.CacheMissCount() != 1 || m.CacheEntryCount() != 1 {
+		t.Errorf("metrics: %d hits, %d misses, %d entries", m.CacheHitCount(), m.CacheMissCount(), m.CacheEntryCount())
 	}
 	// A wrong password is never answered from the cache, nor cached.
 	for range 3 {
@@ -153,7 +154,7 @@ func TestCredentialCacheSingleflight(t *testing.T) {
 				started:  make(chan struct{}, 100),
 				release:  make(chan struct{}),
 			}
-			m := NewMetrics("users", "test")
+			m := metrics.NewMetrics("users", "test")
 			c := NewCredentialCache(backend, CacheConfig{TTL: time.Minute, Size: 10}, m)
 			const n = 20
 			var wg sync.WaitGroup
@@ -171,7 +172,7 @@ func TestCredentialCacheSingleflight(t *testing.T) {
 			}
 			<-backend.started
 			// Wait until every caller is either the leader or a waiter.
-			for m.cacheMisses.Load() < n {
+			for m.CacheMissCount() < n {
 				time.Sleep(time.Millisecond)
 			}
 			// A different password is not merged into the flight.
