@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
 	"time"
 
 	"stx-registry/shared/config"
@@ -142,7 +143,7 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "service", Repeat: true, Set: config.Strings(&c.Services)},
 		{Name: "issuer", Set: config.String(&c.Issuer)},
 		{Name: "signing_key", Repeat: true, Set: pathList(&c.SigningKeys)},
-		{Name: "token_ttl", Set: config.Duration(&c.TokenTTL, MinTokenTTL, time.Hour)},
+		{Name: "token_ttl", Set: config.Duration(&c.TokenTTL, issuer.MinTokenTTL, time.Hour)},
 		{Name: "auth_backend", Set: config.OneOf(&c.AuthBackend, "users", "keystone")},
 		{Name: "keystone_url", Set: config.String(&c.KeystoneURL)},
 		{Name: "keystone_user_domain", Set: config.String(&c.KeystoneUserDomain)},
@@ -217,7 +218,7 @@ func (c *Config) backoffConfig() authn.BackoffConfig {
 func LoadConfig(path string) (*Config, error) {
 	c := &Config{
 		Server:             config.DefaultServer(),
-		TokenTTL:           DefaultTokenTTL,
+		TokenTTL:           issuer.DefaultTokenTTL,
 		AuthBackend:        "users",
 		CacheTTL:           authn.DefaultCacheTTL,
 		KeystoneUserDomain: "Default",

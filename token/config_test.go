@@ -6,6 +6,7 @@ import (
 	"strings"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
 	"testing"
 	"time"
 )
@@ -35,7 +36,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TokenTTL != DefaultTokenTTL || c.CacheTTL != authn.DefaultCacheTTL || c.CacheSize != authn.DefaultCacheSize ||
+	if c.TokenTTL != issuer.DefaultTokenTTL || c.CacheTTL != authn.DefaultCacheTTL || c.CacheSize != authn.DefaultCacheSize ||
 		c.AuthBackend != "users" || c.TLSMinVersion != "1.2" || len(c.PublicNamespaces) != 1 || c.PublicNamespaces[0] != "public" {
 		t.Errorf("defaults not applied: %+v", c)
 	}

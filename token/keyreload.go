@@ -3,6 +3,7 @@ package main
 import (
 	"reflect"
 	"slices"
+	"stx-registry/token/issuer"
 )
 
 // ReloadSigningKeys is the SIGHUP step of a signing key rotation: it
@@ -17,7 +18,7 @@ func (s *Server) ReloadSigningKeys(path string, running *Config) {
 		s.log.Error("signing keys not reloaded: the configuration is invalid; keeping the current keys", "err", err)
 		return
 	}
-	iss, err := LoadIssuer(running.Issuer, running.TokenTTL, cfg.SigningKeys)
+	iss, err := issuer.Load(running.Issuer, running.TokenTTL, cfg.SigningKeys)
 	if err != nil {
 		s.log.Error("signing keys not reloaded, keeping the current keys", "err", err)
 		return
@@ -25,7 +26,7 @@ func (s *Server) ReloadSigningKeys(path string, running *Config) {
 	s.issuer.Store(iss)
 	kids := make([]string, 0, len(cfg.SigningKeys))
 	for _, pub := range iss.PublicKeys() {
-		kid, _ := KeyID(pub) // NewIssuer accepted the key, so KeyID does too
+		kid, _ := issuer.KeyID(pub) // NewIssuer accepted the key, so KeyID does too
 		kids = append(kids, kid)
 	}
 	s.log.Info("signing keys reloaded", "signing_key", cfg.SigningKeys, "kid", kids, "signing_kid", kids[0])

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/issuer"
 	"testing"
 )
 
@@ -44,7 +45,7 @@ func keyConfig(dir string, extra string, keys ...string) string {
 
 func kidOf(t *testing.T, s *Server) string {
 	t.Helper()
-	kid, err := KeyID(s.issuer.Load().PublicKeys()[0])
+	kid, err := issuer.KeyID(s.issuer.Load().PublicKeys()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +65,13 @@ func TestReloadSigningKeys(t *testing.T) {
 	s, _ := newTestServer(t, &fakeAuth{})
 	var logs bytes.Buffer
 	s.log = slog.New(slog.NewTextHandler(&logs, nil))
-	iss, err := LoadIssuer(running.Issuer, running.TokenTTL, running.SigningKeys)
+	iss, err := issuer.Load(running.Issuer, running.TokenTTL, running.SigningKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.issuer.Store(iss)
 	oldKid := kidOf(t, s)
-	newKid, _ := KeyID(nk.Public())
+	newKid, _ := issuer.KeyID(nk.Public())
 
 	// Step 2 of a rotation: the new key signs, the old one stays listed.
 	keyConfig(dir, "", newKey, oldKey)

@@ -69,6 +69,8 @@ import (
 	"os/signal"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
+	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
 	"syscall"
 	"time"
@@ -174,7 +176,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	if err != nil {
 		return nil, nil, err
 	}
-	issuer, err := LoadIssuer(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
+	issuer, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,16 +202,16 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		}
 		backend, users = uf, authn.NewUsersFileChecker(uf)
 	case "keystone":
-		var svc KeystoneService
+		var svc keystone.Service
 		if cfg.KeystoneServiceUser != "" {
 			pw, err := readSecretFile(cfg.KeystoneServicePasswordFile)
 			if err != nil {
 				return nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
 			}
-			svc = KeystoneService{User: cfg.KeystoneServiceUser, Password: pw,
+			svc = keystone.Service{User: cfg.KeystoneServiceUser, Password: pw,
 				Project: cfg.KeystoneServiceProject, Domain: cfg.KeystoneServiceDomain}
 		}
-		ks, err := NewKeystone(KeystoneConfig{
+		ks, err := keystone.New(keystone.Config{
 			URL:          cfg.KeystoneURL,
 			UserDomain:   cfg.KeystoneUserDomain,
 			CAFile:       cfg.KeystoneCA,

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"stx-registry/token/issuer"
 
 	"stx-registry/shared/probe"
 	"stx-registry/shared/tlsconf"
@@ -33,7 +34,7 @@ func probeMain(args []string) int {
 			if err != nil {
 				return err
 			}
-			if _, err := LoadIssuer(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys); err != nil {
+			if _, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys); err != nil {
 				return err
 			}
 			_, err = tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, slog.New(slog.DiscardHandler))

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,9 @@ var (
 	// login still succeeds, without a refresh token.
 	ErrRefreshStoreFull = errors.New("refresh token store is full (refresh_token_max)")
 )
+
+// b64 encodes refresh tokens and their hashes.
+var b64 = base64.RawURLEncoding
 
 // RefreshEntry is what the server knows about one refresh token.
 type RefreshEntry struct {

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"stx-registry/token/authn"
-	"sync"
-	"sync/atomic"
+	"stx-registry/token/keystone"
+	"stx-registry/token/keystone/keystonetest"
 	"testing"
 	"time"
 )
@@ -170,77 +167,13 @@ func TestRefreshUsersFileRecheck(t *testing.T) {
 	}
 }
 
-// recheckKeystone answers what the re-check asks: the service login, the
-// domain and the user list. It is a fake because only a fake can be down
-// on cue; the real Keystone runs the password logins in keystone_test.go.
-type recheckKeystone struct {
-	mu      sync.Mutex
-	users   map[string]bool // name → enabled
-	down    bool
-	logins  atomic.Int64
-	lookups atomic.Int64
-}
-
-func (k *recheckKeystone) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.down {
-		http.Error(w, "down", http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.Method == "POST" && r.URL.Path == "/v3/auth/tokens":
-		var body struct {
-			Auth struct {
-				Identity struct {
-					Password struct {
-						User struct{ Name, Password string }
-					}
-				}
-			}
-		}
-		json.NewDecoder(r.Body).Decode(&body)
-		if u := body.Auth.Identity.Password.User; u.Name != "svc" || u.Password != "svc-secret" {
-			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(`{"error":{"code":401}}`))
-			return
-		}
-		k.logins.Add(1)
-		w.Header().Set("X-Subject-Token", "service-token")
-		w.WriteHeader(http.StatusCreated)
-		json.NewEncoder(w).Encode(map[string]any{"token": map[string]any{
-			"expires_at": time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z"),
-			"user":       map[string]any{"id": "svc-id", "name": "svc"},
-		}})
-	case r.Header.Get("X-Auth-Token") != "service-token":
-		w.WriteHeader(http.StatusUnauthorized)
-		w.Write([]byte(`{}`))
-	case r.URL.Path == "/v3/domains" && r.URL.Query().Get("name") == "Default":
-		w.Write([]byte(`{"domains":[{"id":"default","name":"Default"}]}`))
-	case r.URL.Path == "/v3/users" && r.URL.Query().Get("domain_id") == "default":
-		k.lookups.Add(1)
-		name := r.URL.Query().Get("name")
-		users := []map[string]any{}
-		if enabled, ok := k.users[name]; ok {
-			users = append(users, map[string]any{"name": name, "enabled": enabled})
-		}
-		json.NewEncoder(w).Encode(map[string]any{"users": users})
-	default:
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{}`))
-	}
-}
-
-func (k *recheckKeystone) set(f func()) { k.mu.Lock(); f(); k.mu.Unlock() }
-
 func TestRefreshKeystoneRecheck(t *testing.T) {
-	fk := &recheckKeystone{users: map[string]bool{"alice": true, "bob": true, "carol": true}}
+	fk := &keystonetest.Fake{Users: map[string]bool{"alice": true, "bob": true, "carol": true}}
 	ts := httptest.NewServer(fk)
 	defer ts.Close()
-	ks, err := NewKeystone(KeystoneConfig{
+	ks, err := keystone.New(keystone.Config{
 		URL: ts.URL + "/v3", UserDomain: "Default", Timeout: 2 * time.Second,
-		Service: KeystoneService{User: "svc", Password: "svc-secret", Project: "services", Domain: "Default"},
+		Service: keystone.Service{User: "svc", Password: "svc-secret", Project: "services", Domain: "Default"},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -253,19 +186,19 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 	refresh := func(tok string) int { return do(t, h, refreshForm(tok, testService, "")).status }
 
 	// Checked at login: no Keystone call until the interval has passed.
-	if st := refresh(alice); st != 200 || fk.lookups.Load() != 0 {
-		t.Fatalf("fresh token: %d, %d lookups; want 200 and none", st, fk.lookups.Load())
+	if st := refresh(alice); st != 200 || fk.Lookups.Load() != 0 {
+		t.Fatalf("fresh token: %d, %d lookups; want 200 and none", st, fk.Lookups.Load())
 	}
 	clock.add(15 * time.Minute)
-	if st := refresh(alice); st != 200 || fk.lookups.Load() != 1 {
-		t.Fatalf("due token: %d, %d lookups; want 200 and one", st, fk.lookups.Load())
+	if st := refresh(alice); st != 200 || fk.Lookups.Load() != 1 {
+		t.Fatalf("due token: %d, %d lookups; want 200 and one", st, fk.Lookups.Load())
 	}
-	if st := refresh(alice); st != 200 || fk.lookups.Load() != 1 {
-		t.Fatalf("just re-checked: %d, %d lookups; want 200 and still one", st, fk.lookups.Load())
+	if st := refresh(alice); st != 200 || fk.Lookups.Load() != 1 {
+		t.Fatalf("just re-checked: %d, %d lookups; want 200 and still one", st, fk.Lookups.Load())
 	}
 
 	// Disabled and deleted users are refused, their tokens revoked.
-	fk.set(func() { fk.users["bob"] = false; delete(fk.users, "carol") })
+	fk.Set(func() { fk.Users["bob"] = false; delete(fk.Users, "carol") })
 	for name, tok := range map[string]string{"disabled": bob, "deleted": carol} {
 		if st := refresh(tok); st != 401 {
 			t.Errorf("%s user: %d, want 401", name, st)
@@ -277,7 +210,7 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 
 	// Keystone down: allowed while the last check is within 2×interval,
 	// then 503.
-	fk.set(func() { fk.down = true })
+	fk.Set(func() { fk.Down = true })
 	clock.add(20 * time.Minute) // 20m since alice's last check: due, within 30m
 	if st := refresh(alice); st != 200 {
 		t.Errorf("Keystone down, last check 20m ago: %d, want 200", st)
@@ -286,64 +219,14 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 	if st := refresh(alice); st != 503 {
 		t.Errorf("Keystone down, last check 31m ago: %d, want 503", st)
 	}
-	fk.set(func() { fk.down = false })
+	fk.Set(func() { fk.Down = false })
 	if st := refresh(alice); st != 200 {
 		t.Errorf("Keystone back: %d, want 200", st)
 	}
-	if fk.logins.Load() != 1 {
-		t.Errorf("%d service logins, want 1 (the token is cached)", fk.logins.Load())
+	if fk.Logins.Load() != 1 {
+		t.Errorf("%d service logins, want 1 (the token is cached)", fk.Logins.Load())
 	}
 	if strings.Contains(logs.String(), "svc-secret") || strings.Contains(logs.String(), "service-token") {
 		t.Error("a service credential was logged")
-	}
-}
-
-// TestKeystoneCheckUserErrors: a wrong service password and a forbidden
-// list are backend failures (503 material), not a gone user.
-func TestKeystoneCheckUserErrors(t *testing.T) {
-	fk := &recheckKeystone{users: map[string]bool{"alice": true}}
-	ts := httptest.NewServer(fk)
-	defer ts.Close()
-	ks, err := NewKeystone(KeystoneConfig{
-		URL: ts.URL + "/v3", UserDomain: "Default", Timeout: 2 * time.Second,
-		Service: KeystoneService{User: "svc", Password: "wrong", Project: "services", Domain: "Default"},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = ks.CheckUser(context.Background(), "alice")
-	if err == nil || err == authn.ErrUserGone || !strings.Contains(err.Error(), "keystone_service_user") || strings.Contains(err.Error(), "wrong") {
-		t.Errorf("wrong service password: %v", err)
-	}
-	ks.service.Password = "svc-secret"
-	if err := ks.CheckUser(context.Background(), "alice"); err != nil {
-		t.Errorf("good: %v", err)
-	}
-	// A revoked service token is replaced once, transparently.
-	ks.state.token = "stale"
-	if err := ks.CheckUser(context.Background(), "alice"); err != nil || fk.logins.Load() != 2 {
-		t.Errorf("stale service token: %v, %d logins", err, fk.logins.Load())
-	}
-}
-
-func TestReadSecretFile(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, data string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(data), mode)
-		os.Chmod(p, mode)
-		return p
-	}
-	if pw, err := readSecretFile(write("good", "s3cret\nignored\n", 0o600)); err != nil || pw != "s3cret" {
-		t.Errorf("good file: %q %v", pw, err)
-	}
-	for _, tt := range []struct{ name, path, want string }{
-		{"readable", write("open", "x\n", 0o644), "chmod 600"},
-		{"empty", write("empty", "\n", 0o600), "empty"},
-		{"large", write("large", strings.Repeat("x", maxSecretFileBytes+1), 0o600), "larger"},
-	} {
-		if _, err := readSecretFile(tt.path); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
-		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,7 @@ const readyTimeout = 2 * time.Second
 type Server struct {
 	auth     authn.Authenticator
 	policy   *access.Policy
-	issuer   atomic.Pointer[Issuer] // swapped by a signing key reload (SIGHUP)
+	issuer   atomic.Pointer[issuer.Issuer] // swapped by a signing key reload (SIGHUP)
 	services map[string]bool
 	audit    *Audit
 	log      *slog.Logger

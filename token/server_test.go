@@ -17,6 +17,7 @@ import (
 	"strings"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"sync/atomic"
 	"testing"
@@ -51,7 +52,7 @@ func newTestServer(t testing.TB, auth authn.Authenticator) (*Server, *strings.Bu
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := NewIssuer("test-issuer", DefaultTokenTTL, key)
+	iss, err := issuer.New("test-issuer", issuer.DefaultTokenTTL, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestTokenGet(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, r.body["issued_at"].(string)); err != nil {
 		t.Errorf("issued_at: %v", err)
 	}
-	if r.body["expires_in"].(float64) != DefaultTokenTTL.Seconds() {
+	if r.body["expires_in"].(float64) != issuer.DefaultTokenTTL.Seconds() {
 		t.Errorf("expires_in = %v", r.body["expires_in"])
 	}
 	if got := r.header.Get("Cache-Control"); got != "no-store" {

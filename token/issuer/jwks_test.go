@@ -1,4 +1,4 @@
-package main
+package issuer
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func TestJWKS(t *testing.T) {
 		trusted[k.KeyID] = k.Public()
 	}
 	for _, k := range keys {
-		iss, err := NewIssuer(testIssuer, DefaultTokenTTL, k)
+		iss, err := New(testIssuer, DefaultTokenTTL, k)
 		if err != nil {
 			t.Fatal(err)
 		}

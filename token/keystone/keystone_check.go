@@ -1,4 +1,4 @@
-package main
+package keystone
 
 // The Keystone re-check behind refresh grants: with service credentials
 // (keystone_service_user …) the server asks Keystone whether a refresh
@@ -22,10 +22,10 @@ import (
 // expiry is replaced before use.
 const serviceTokenMargin = 5 * time.Minute
 
-// KeystoneService is the service account the re-check logs in with. It
+// Service is the service account the re-check logs in with. It
 // needs a role on Project that lets it list users and domains (admin, or
 // reader with Keystone's default policies).
-type KeystoneService struct {
+type Service struct {
 	User, Password, Project, Domain string // keystone_service_user, the password file's contents, keystone_service_project, keystone_service_domain
 }
 
@@ -40,7 +40,7 @@ type serviceState struct {
 // with the service account's token. A missing or disabled user is
 // ErrUserGone; a failure to ask wraps ErrUnavailable. The whole check takes
 // at most keystone_timeout.
-func (k *Keystone) CheckUser(ctx context.Context, name string) error {
+func (k *Backend) CheckUser(ctx context.Context, name string) error {
 	if k.service.User == "" {
 		return errors.New("keystone: no keystone_service_user configured")
 	}
@@ -66,7 +66,7 @@ func (e *staleTokenError) Error() string {
 	return fmt.Sprintf("keystone: %s: service token refused (401)", e.what)
 }
 
-func (k *Keystone) checkUser(ctx context.Context, name string) error {
+func (k *Backend) checkUser(ctx context.Context, name string) error {
 	if err := k.serviceLogin(ctx); err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (k *Keystone) checkUser(ctx context.Context, name string) error {
 
 // serviceLogin gets a project-scoped token for the service account unless
 // the cached one is still good. Called with k.serviceMu held.
-func (k *Keystone) serviceLogin(ctx context.Context) error {
+func (k *Backend) serviceLogin(ctx context.Context) error {
 	if k.state.token != "" && time.Until(k.state.expires) > serviceTokenMargin {
 		return nil
 	}
@@ -141,7 +141,7 @@ func (k *Keystone) serviceLogin(ctx context.Context) error {
 
 // getJSON GETs path (relative to the v3 endpoint) with the service token
 // and decodes the reply into v.
-func (k *Keystone) getJSON(ctx context.Context, path string, q url.Values, v any) error {
+func (k *Backend) getJSON(ctx context.Context, path string, q url.Values, v any) error {
 	u := k.identity.ServiceURL(path) + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

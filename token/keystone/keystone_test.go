@@ -1,4 +1,4 @@
-package main
+package keystone
 
 import (
 	"bytes"
@@ -82,7 +82,7 @@ func startKeystone() (*testKeystone, error) {
 	if _, err := exec.LookPath("keystone-wsgi-public"); err != nil {
 		return nil, errors.New("keystone-wsgi-public not found: run make test-deps")
 	}
-	script, err := filepath.Abs(filepath.Join("..", "ops", "test-keystone.sh"))
+	script, err := filepath.Abs(filepath.Join("..", "..", "ops", "test-keystone.sh"))
 	if err != nil {
 		return nil, err
 	}
@@ -227,12 +227,7 @@ func (k *testKeystone) send(method, path string, body any) (int, http.Header, ma
 }
 
 func (k *testKeystone) adminToken() (string, error) {
-	status, hdr, body, err := k.send(http.MethodPost, "/auth/tokens", map[string]any{"auth": map[string]any{
-		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
-			"name": "admin", "domain": map[string]any{"name": "Default"}, "password": testKeystoneAdminPassword,
-		}}},
-		"scope": map[string]any{"project": map[string]any{"name": "admin", "domain": map[string]any{"name": "Default"}}},
-	}})
+	status, hdr, body, err := k.send(http.MethodPost, "/auth/tokens", PasswordAuth("admin", testKeystoneAdminPassword, "admin"))
 	if err != nil {
 		return "", fmt.Errorf("test keystone admin login: %w", err)
 	}
@@ -332,7 +327,7 @@ func (l *lockedBuffer) String() string {
 
 // newTestKeystone builds the backend with a debug logger into the returned
 // buffer.
-func newTestKeystone(t *testing.T, c KeystoneConfig) (*Keystone, *lockedBuffer) {
+func newTestKeystone(t *testing.T, c Config) (*Backend, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -342,7 +337,7 @@ func newTestKeystone(t *testing.T, c KeystoneConfig) (*Keystone, *lockedBuffer) 
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Second
 	}
-	ks, err := NewKeystone(c, log)
+	ks, err := New(c, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +347,7 @@ func newTestKeystone(t *testing.T, c KeystoneConfig) (*Keystone, *lockedBuffer) 
 // checkLogin compares Authenticate's result with want (an Identity) or
 // wantErr (a sentinel for errors.Is), and that the password leaked into
 // neither the error nor the logs.
-func checkLogin(t *testing.T, ks *Keystone, logs *lockedBuffer, user, password string, want access.Identity, wantErr error) {
+func checkLogin(t *testing.T, ks *Backend, logs *lockedBuffer, user, password string, want access.Identity, wantErr error) {
 	t.Helper()
 	id, err := ks.Authenticate(context.Background(), authn.Credentials{User: user, Password: password})
 	switch {
@@ -405,7 +400,7 @@ func TestKeystoneLogin(t *testing.T) {
 			if u == "" {
 				u = k.url
 			}
-			ks, logs := newTestKeystone(t, KeystoneConfig{URL: u, UserDomain: tt.domain})
+			ks, logs := newTestKeystone(t, Config{URL: u, UserDomain: tt.domain})
 			checkLogin(t, ks, logs, tt.user, tt.password, tt.want, tt.wantErr)
 		})
 	}
@@ -421,10 +416,10 @@ func TestKeystoneAdminRole(t *testing.T) {
 	k.createUser(t, "default", frank, "frank-pw-1", true)
 	k.grant(t, projectID, k.createUser(t, "default", gwen, "gwen-pw-1", true), k.roleID(t, "reader"))
 
-	adminCfg := KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: project}
+	adminCfg := Config{URL: k.url, AdminRole: role, AdminProject: project}
 	tests := []struct {
 		name           string
-		cfg            KeystoneConfig
+		cfg            Config
 		user, password string
 		want           access.Identity
 		wantErr        error
@@ -433,8 +428,8 @@ func TestKeystoneAdminRole(t *testing.T) {
 		{"no role on project", adminCfg, frank, "frank-pw-1", access.Identity{Name: frank}, nil},
 		{"other role on project", adminCfg, gwen, "gwen-pw-1", access.Identity{Name: gwen}, nil},
 		{"admin with wrong password", adminCfg, erin, "wrong-pw-1", access.Identity{}, authn.ErrBadCredentials},
-		{"admin check not configured", KeystoneConfig{URL: k.url}, erin, "erin-pw-1", access.Identity{Name: erin}, nil},
-		{"admin_project missing", KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: k.name("noproject")},
+		{"admin check not configured", Config{URL: k.url}, erin, "erin-pw-1", access.Identity{Name: erin}, nil},
+		{"admin_project missing", Config{URL: k.url, AdminRole: role, AdminProject: k.name("noproject")},
 			erin, "erin-pw-1", access.Identity{Name: erin}, nil},
 	}
 	for _, tt := range tests {
@@ -456,7 +451,7 @@ func TestKeystoneLockout(t *testing.T) {
 	k.createRole(t, role)
 	hank := k.name("hank")
 	k.createUser(t, "default", hank, "hank-pw-1", true)
-	ks, logs := newTestKeystone(t, KeystoneConfig{URL: k.url, AdminRole: role, AdminProject: project})
+	ks, logs := newTestKeystone(t, Config{URL: k.url, AdminRole: role, AdminProject: project})
 
 	for range 4 {
 		checkLogin(t, ks, logs, hank, "wrong-pw-1", access.Identity{}, authn.ErrBadCredentials)
@@ -472,7 +467,7 @@ func TestKeystoneLockout(t *testing.T) {
 
 func TestKeystoneReady(t *testing.T) {
 	k := realKeystone(t)
-	ks, _ := newTestKeystone(t, KeystoneConfig{URL: k.url})
+	ks, _ := newTestKeystone(t, Config{URL: k.url})
 	if err := ks.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +562,7 @@ func TestKeystoneUnavailable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := fakeKeystone(t, tt.handler(t))
 			const timeout = time.Second
-			ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", Timeout: timeout})
+			ks, logs := newTestKeystone(t, Config{URL: srv.URL + "/v3", Timeout: timeout})
 			start := time.Now()
 			checkLogin(t, ks, logs, "alice", password, access.Identity{}, authn.ErrUnavailable)
 			// Generous: the point is "bounded", not exact timing.
@@ -594,7 +589,7 @@ func TestKeystoneAdminCheckUnavailable(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusBadGateway)
 	})
-	ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", AdminRole: "admin", AdminProject: "admin"})
+	ks, logs := newTestKeystone(t, Config{URL: srv.URL + "/v3", AdminRole: "admin", AdminProject: "admin"})
 	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, authn.ErrUnavailable)
 }
 
@@ -603,7 +598,7 @@ func TestKeystoneRetryAfter(t *testing.T) {
 		w.Header().Set("Retry-After", "7")
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
-	ks, _ := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3"})
+	ks, _ := newTestKeystone(t, Config{URL: srv.URL + "/v3"})
 	_, err := ks.Authenticate(context.Background(), authn.Credentials{User: "alice", Password: "pw"})
 	var ra *authn.RetryAfterError
 	if !errors.As(err, &ra) || ra.After != 7*time.Second {
@@ -618,7 +613,7 @@ func TestKeystoneConnectionRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	ks, logs := newTestKeystone(t, KeystoneConfig{URL: "http://" + addr + "/v3"})
+	ks, logs := newTestKeystone(t, Config{URL: "http://" + addr + "/v3"})
 	checkLogin(t, ks, logs, "alice", "fake-secret-pw", access.Identity{}, authn.ErrUnavailable)
 	if err := ks.Ready(context.Background()); !errors.Is(err, authn.ErrUnavailable) {
 		t.Errorf("Ready = %v, want ErrUnavailable", err)
@@ -659,7 +654,7 @@ func TestKeystoneTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ks, logs := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", CAFile: tt.caFile})
+			ks, logs := newTestKeystone(t, Config{URL: srv.URL + "/v3", CAFile: tt.caFile})
 			checkLogin(t, ks, logs, "alice", "fake-secret-pw", tt.want, tt.wantErr)
 			err := ks.Ready(context.Background())
 			if (err == nil) != (tt.wantErr == nil) {
@@ -692,7 +687,7 @@ func TestKeystoneReadyFake(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := fakeKeystone(t, tt.handler(t))
-			ks, _ := newTestKeystone(t, KeystoneConfig{URL: srv.URL + "/v3", Timeout: time.Second})
+			ks, _ := newTestKeystone(t, Config{URL: srv.URL + "/v3", Timeout: time.Second})
 			err := ks.Ready(context.Background())
 			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, authn.ErrUnavailable)) {
 				t.Errorf("Ready = %v, want ok %v", err, tt.ok)
@@ -705,38 +700,38 @@ func TestKeystoneNewErrors(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	tlstest.Write(t, notPEM, []byte("hello"))
-	good := KeystoneConfig{URL: "https://127.0.0.1:5000/v3", UserDomain: "Default", Timeout: time.Second}
+	good := Config{URL: "https://127.0.0.1:5000/v3", UserDomain: "Default", Timeout: time.Second}
 	tests := []struct {
 		name   string
-		change func(*KeystoneConfig)
+		change func(*Config)
 		want   string
 	}{
-		{"ftp url", func(c *KeystoneConfig) { c.URL = "ftp://127.0.0.1/v3" }, "keystone_url"},
-		{"no host", func(c *KeystoneConfig) { c.URL = "https:///v3" }, "keystone_url"},
-		{"empty domain", func(c *KeystoneConfig) { c.UserDomain = "" }, "keystone_user_domain"},
-		{"no timeout", func(c *KeystoneConfig) { c.Timeout = 0 }, "keystone_timeout"},
-		{"role without project", func(c *KeystoneConfig) { c.AdminRole = "admin" }, "admin_project"},
-		{"project without role", func(c *KeystoneConfig) { c.AdminProject = "admin" }, "admin_role"},
-		{"missing ca", func(c *KeystoneConfig) { c.CAFile = filepath.Join(dir, "missing.pem") }, "keystone_ca"},
-		{"ca not PEM", func(c *KeystoneConfig) { c.CAFile = notPEM }, "keystone_ca"},
+		{"ftp url", func(c *Config) { c.URL = "ftp://127.0.0.1/v3" }, "keystone_url"},
+		{"no host", func(c *Config) { c.URL = "https:///v3" }, "keystone_url"},
+		{"empty domain", func(c *Config) { c.UserDomain = "" }, "keystone_user_domain"},
+		{"no timeout", func(c *Config) { c.Timeout = 0 }, "keystone_timeout"},
+		{"role without project", func(c *Config) { c.AdminRole = "admin" }, "admin_project"},
+		{"project without role", func(c *Config) { c.AdminProject = "admin" }, "admin_role"},
+		{"missing ca", func(c *Config) { c.CAFile = filepath.Join(dir, "missing.pem") }, "keystone_ca"},
+		{"ca not PEM", func(c *Config) { c.CAFile = notPEM }, "keystone_ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := good
 			tt.change(&c)
-			_, err := NewKeystone(c, slog.New(slog.DiscardHandler))
+			_, err := New(c, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("NewKeystone = %v, want an error naming %s", err, tt.want)
+				t.Errorf("New = %v, want an error naming %s", err, tt.want)
 			}
 		})
 	}
-	if _, err := NewKeystone(good, slog.New(slog.DiscardHandler)); err != nil {
-		t.Errorf("NewKeystone(good) = %v", err)
+	if _, err := New(good, slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("New(good) = %v", err)
 	}
 }
 
 func TestKeystoneWarnsOnHTTP(t *testing.T) {
-	_, logs := newTestKeystone(t, KeystoneConfig{URL: "http://127.0.0.1:5000/v3"})
+	_, logs := newTestKeystone(t, Config{URL: "http://127.0.0.1:5000/v3"})
 	if s := logs.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "plain http") {
 		t.Errorf("no warning for an http keystone_url:\n%s", s)
 	}

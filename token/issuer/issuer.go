@@ -1,4 +1,4 @@
-package main
+package issuer
 
 import (
 	"crypto"
@@ -50,9 +50,9 @@ type Issuer struct {
 	header string      // base64url of the JSON header, the same for every token
 }
 
-// NewIssuer returns an Issuer naming itself name in "iss", issuing tokens
+// New returns an Issuer naming itself name in "iss", issuing tokens
 // valid for ttl and signing with keys[0].
-func NewIssuer(name string, ttl time.Duration, keys ...crypto.Signer) (*Issuer, error) {
+func New(name string, ttl time.Duration, keys ...crypto.Signer) (*Issuer, error) {
 	if name == "" || len(name) > maxIssuerBytes {
 		return nil, fmt.Errorf("issuer name must be 1 to %d bytes", maxIssuerBytes)
 	}
@@ -205,9 +205,9 @@ func fits(n *big.Int, size int) bool {
 	return n.Sign() > 0 && n.BitLen() <= 8*size
 }
 
-// LoadIssuer reads the signing keys at paths (the first signs) and returns
+// Load reads the signing keys at paths (the first signs) and returns
 // an Issuer for them. The daemon calls it at start and on SIGHUP.
-func LoadIssuer(name string, ttl time.Duration, paths []string) (*Issuer, error) {
+func Load(name string, ttl time.Duration, paths []string) (*Issuer, error) {
 	keys := make([]crypto.Signer, 0, len(paths))
 	for _, p := range paths {
 		k, err := LoadSigningKey(p)
@@ -216,5 +216,5 @@ func LoadIssuer(name string, ttl time.Duration, paths []string) (*Issuer, error)
 		}
 		keys = append(keys, k)
 	}
-	return NewIssuer(name, ttl, keys...)
+	return New(name, ttl, keys...)
 }

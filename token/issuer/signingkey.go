@@ -1,4 +1,4 @@
-package main
+package issuer
 
 // Signing keys: loading them and naming them the way distribution's
 // verifier expects.

@@ -1,4 +1,4 @@
-package main
+package issuer
 
 import (
 	"bytes"
@@ -120,7 +120,7 @@ func verify(raw, alg string, keys map[string]crypto.PublicKey) (*token.ClaimSet,
 func signAndVerify(t *testing.T, k crypto.Signer, wantAlg string) {
 	t.Helper()
 	keys := trustedKey(t, k)
-	iss, err := NewIssuer(testIssuer, DefaultTokenTTL, k)
+	iss, err := New(testIssuer, DefaultTokenTTL, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestIssuerVerifiedByDistribution(t *testing.T) {
 func TestIssuerValidity(t *testing.T) {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	keys := trustedKey(t, k)
-	iss, err := NewIssuer(testIssuer, MinTokenTTL, k)
+	iss, err := New(testIssuer, MinTokenTTL, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestIssuerValidity(t *testing.T) {
 	if _, err := verify(tok.Raw, "ES256", keys); err == nil {
 		t.Error("token for another audience accepted")
 	}
-	other, _ := NewIssuer("someone-else", MinTokenTTL, k)
+	other, _ := New("someone-else", MinTokenTTL, k)
 	tok, _ = other.Sign("user1", testAudience, nil, time.Now())
 	if _, err := verify(tok.Raw, "ES256", keys); err == nil {
 		t.Error("token from another issuer accepted")
@@ -296,7 +296,7 @@ func TestIssuerValidity(t *testing.T) {
 // TestSignLayout checks the exact header and claims we produce.
 func TestSignLayout(t *testing.T) {
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
-	iss, err := NewIssuer(testIssuer, 2*time.Minute, k)
+	iss, err := New(testIssuer, 2*time.Minute, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,14 +373,14 @@ func TestNewIssuer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := NewIssuer(tt.issuer, tt.ttl, tt.keys...); err == nil {
+			if _, err := New(tt.issuer, tt.ttl, tt.keys...); err == nil {
 				t.Error("accepted")
 			}
 		})
 	}
 	// Rotation: the first key signs, all are kept.
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	iss, err := NewIssuer(testIssuer, MaxTokenTTL, ed, ec)
+	iss, err := New(testIssuer, MaxTokenTTL, ed, ec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +525,7 @@ func BenchmarkSign(b *testing.B) {
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	granted := []access.Access{{Type: "repository", Name: "user1/x", Actions: []string{"pull", "push"}}}
 	for _, k := range []crypto.Signer{p256, p384, ed} {
-		iss, err := NewIssuer(testIssuer, DefaultTokenTTL, k)
+		iss, err := New(testIssuer, DefaultTokenTTL, k)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package main
+package keystone
 
 import (
 	"context"
@@ -48,15 +48,15 @@ const (
 	maxRetryAfter = 5 * time.Minute
 )
 
-// KeystoneConfig is the auth_backend keystone part of the configuration.
-type KeystoneConfig struct {
-	URL, UserDomain, CAFile string          // keystone_url, keystone_user_domain, keystone_ca
-	Timeout                 time.Duration   // keystone_timeout: bound on one whole login
-	AdminRole, AdminProject string          // admin_role, admin_project: both or neither
-	Service                 KeystoneService // the refresh re-check's account; zero when not configured
+// Config is the auth_backend keystone part of the configuration.
+type Config struct {
+	URL, UserDomain, CAFile string        // keystone_url, keystone_user_domain, keystone_ca
+	Timeout                 time.Duration // keystone_timeout: bound on one whole login
+	AdminRole, AdminProject string        // admin_role, admin_project: both or neither
+	Service                 Service       // the refresh re-check's account; zero when not configured
 }
 
-// Keystone checks passwords with Keystone v3 password authentication.
+// Backend checks passwords with Keystone v3 password authentication.
 //
 // Without admin_role every login is one call: an unscoped password login,
 // POST /v3/auth/tokens. With admin_role and admin_project a successful login
@@ -71,7 +71,7 @@ type KeystoneConfig struct {
 // The password goes to Keystone only, never follows a redirect, and is never
 // part of an error or a log line. The Keystone token is used once and
 // dropped.
-type Keystone struct {
+type Backend struct {
 	identity     *gophercloud.ServiceClient // the v3 endpoint, .../v3/
 	client       *http.Client               // the same client, for Ready
 	domain       string
@@ -80,13 +80,13 @@ type Keystone struct {
 	adminProject string
 	log          *slog.Logger
 
-	service   KeystoneService // keystone_service_*; User "" when not configured
-	serviceMu sync.Mutex      // guards state
+	service   Service    // keystone_service_*; User "" when not configured
+	serviceMu sync.Mutex // guards state
 	state     serviceState
 }
 
-// NewKeystone checks c and builds the backend. It makes no network call.
-func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
+// New checks c and builds the backend. It makes no network call.
+func New(c Config, log *slog.Logger) (*Backend, error) {
 	u, err := url.Parse(c.URL)
 	switch {
 	case err != nil:
@@ -137,7 +137,7 @@ func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
 		log.Warn("keystone_url is plain http: passwords cross the network unencrypted; use https",
 			"keystone_url", c.URL)
 	}
-	return &Keystone{
+	return &Backend{
 		identity:     identity,
 		client:       client,
 		domain:       c.UserDomain,
@@ -152,7 +152,7 @@ func NewKeystone(c KeystoneConfig, log *slog.Logger) (*Keystone, error) {
 // Authenticate logs c.User in to keystone_user_domain with c.Password. The
 // Identity's name is the user name in Keystone's token. The whole login,
 // admin check included, takes at most keystone_timeout.
-func (k *Keystone) Authenticate(ctx context.Context, c authn.Credentials) (access.Identity, error) {
+func (k *Backend) Authenticate(ctx context.Context, c authn.Credentials) (access.Identity, error) {
 	// Keystone answers an empty name with 400 and counts an empty password
 	// as a failed login; neither can be right, so neither is sent.
 	if c.User == "" || c.Password == "" ||
@@ -189,7 +189,7 @@ func (k *Keystone) Authenticate(ctx context.Context, c authn.Credentials) (acces
 
 // isAdmin rescopes token to admin_project and looks for admin_role among
 // the roles Keystone puts in the scoped token.
-func (k *Keystone) isAdmin(ctx context.Context, token string) (bool, error) {
+func (k *Backend) isAdmin(ctx context.Context, token string) (bool, error) {
 	r := tokens.Create(ctx, k.identity, &tokens.AuthOptions{
 		TokenID: token,
 		Scope:   tokens.Scope{ProjectName: k.adminProject, DomainName: k.domain},
@@ -212,7 +212,7 @@ func (k *Keystone) isAdmin(ctx context.Context, token string) (bool, error) {
 
 // Ready asks for Keystone's v3 version document: any answer below 400
 // within keystone_timeout means Keystone is up.
-func (k *Keystone) Ready(ctx context.Context) error {
+func (k *Backend) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.identity.Endpoint, nil)
