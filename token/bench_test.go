@@ -18,6 +18,7 @@ import (
 	"strings"
 	"stx-registry/token/authn"
 	"stx-registry/token/metrics"
+	"stx-registry/token/refresh"
 	"testing"
 )
 
@@ -41,7 +42,7 @@ func newBenchServer(b *testing.B) *Server {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	store, err := NewFileRefreshStore(state, DefaultRefreshTokenMax, log)
+	store, err := refresh.NewFileStore(state, refresh.DefaultRefreshTokenMax, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func newBenchServer(b *testing.B) *Server {
 		authn.CacheConfig{TTL: authn.DefaultCacheTTL, Size: authn.DefaultCacheSize, Domain: "Default"}, m)
 	s, _ := newTestServer(b, auth)
 	s.log, s.audit, s.metrics = log, &Audit{log: log}, m
-	s.refresh, s.refreshTTL, s.users = store, DefaultRefreshTokenTTL, authn.NewUsersFileChecker(uf)
+	s.refresh, s.refreshTTL, s.users = store, refresh.DefaultRefreshTokenTTL, authn.NewUsersFileChecker(uf)
 	return s
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
+	"stx-registry/token/refresh"
 	"time"
 
 	"stx-registry/shared/config"
@@ -159,8 +160,8 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "keystone_lockout_attempts", Set: config.Int(&c.KeystoneLockoutAttempts, 0, 100)},
 		{Name: "keystone_lockout_window", Set: config.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
 		{Name: "state_directory", Set: config.Path(&c.StateDirectory)},
-		{Name: "refresh_token_ttl", Set: config.Duration(&c.RefreshTokenTTL, MinRefreshTokenTTL, MaxRefreshTokenTTL)},
-		{Name: "refresh_token_max", Set: config.Int(&c.RefreshTokenMax, 1, maxRefreshTokenMax)},
+		{Name: "refresh_token_ttl", Set: config.Duration(&c.RefreshTokenTTL, refresh.MinRefreshTokenTTL, refresh.MaxRefreshTokenTTL)},
+		{Name: "refresh_token_max", Set: config.Int(&c.RefreshTokenMax, 1, refresh.MaxRefreshTokenMax)},
 		{Name: "keystone_service_user", Set: config.String(&c.KeystoneServiceUser)},
 		{Name: "keystone_service_password_file", Set: config.Path(&c.KeystoneServicePasswordFile)},
 		{Name: "keystone_service_project", Set: config.String(&c.KeystoneServiceProject)},
@@ -230,7 +231,7 @@ func LoadConfig(path string) (*Config, error) {
 		KeystoneLockoutAttempts: authn.DefaultLockoutAttempts,
 		KeystoneLockoutWindow:   authn.DefaultLockoutWindow,
 
-		RefreshTokenMax:         DefaultRefreshTokenMax,
+		RefreshTokenMax:         refresh.DefaultRefreshTokenMax,
 		KeystoneServiceDomain:   "Default",
 		KeystoneRecheckInterval: 15 * time.Minute,
 		// RefreshTokenTTL's default depends on the backend: see below.
@@ -246,9 +247,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c.ReservedNamespaces = append(c.ReservedNamespaces, builtinReserved...)
 	if c.RefreshTokenTTL == 0 {
-		c.RefreshTokenTTL = DefaultRefreshTokenTTL
+		c.RefreshTokenTTL = refresh.DefaultRefreshTokenTTL
 		if c.AuthBackend == "keystone" && c.KeystoneServiceUser == "" {
-			c.RefreshTokenTTL = MaxUncheckedRefreshTTL
+			c.RefreshTokenTTL = refresh.MaxUncheckedRefreshTTL
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -313,9 +314,9 @@ func (c *Config) validate() error {
 	if c.KeystoneServiceUser != "" && c.AuthBackend != "keystone" {
 		errs = append(errs, errors.New("keystone_service_user needs auth_backend keystone; remove the keystone_service_* keywords"))
 	}
-	if c.AuthBackend == "keystone" && c.KeystoneServiceUser == "" && c.RefreshTokenTTL > MaxUncheckedRefreshTTL {
+	if c.AuthBackend == "keystone" && c.KeystoneServiceUser == "" && c.RefreshTokenTTL > refresh.MaxUncheckedRefreshTTL {
 		errs = append(errs, fmt.Errorf("refresh_token_ttl %s: with auth_backend keystone and no keystone_service_user the maximum is %s, because nothing would notice a user disabled in Keystone; lower it or configure keystone_service_user",
-			c.RefreshTokenTTL, MaxUncheckedRefreshTTL))
+			c.RefreshTokenTTL, refresh.MaxUncheckedRefreshTTL))
 	}
 	if c.KeystoneLockoutAttempts == 1 {
 		errs = append(errs, errors.New("keystone_lockout_attempts 1 would refuse every login: give 0 (Keystone lockout off) or Keystone's lockout_failure_attempts, at least 2"))

@@ -7,6 +7,7 @@ import (
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
+	"stx-registry/token/refresh"
 	"testing"
 	"time"
 )
@@ -142,10 +143,10 @@ func TestConfigRefresh(t *testing.T) {
 		ttl        time.Duration // want, when no error
 		want       string        // error substring
 	}{
-		{"users default", goodConfig + "state_directory /var/lib/stx\n", DefaultRefreshTokenTTL, ""},
-		{"users 90 days", goodConfig + "refresh_token_ttl 2160h\n", MaxRefreshTokenTTL, ""},
-		{"keystone default without service user", ks, MaxUncheckedRefreshTTL, ""},
-		{"keystone default with service user", ks + svc, DefaultRefreshTokenTTL, ""},
+		{"users default", goodConfig + "state_directory /var/lib/stx\n", refresh.DefaultRefreshTokenTTL, ""},
+		{"users 90 days", goodConfig + "refresh_token_ttl 2160h\n", refresh.MaxRefreshTokenTTL, ""},
+		{"keystone default without service user", ks, refresh.MaxUncheckedRefreshTTL, ""},
+		{"keystone default with service user", ks + svc, refresh.DefaultRefreshTokenTTL, ""},
 		{"keystone 24h", ks + "refresh_token_ttl 24h\n", 24 * time.Hour, ""},
 		{"keystone over 24h", ks + "refresh_token_ttl 25h\n", 0, "the maximum is 24h"},
 		{"over 90 days", goodConfig + "refresh_token_ttl 2161h\n", 0, "refresh_token_ttl"},
@@ -168,7 +169,7 @@ func TestConfigRefresh(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.RefreshTokenTTL != tt.ttl || c.RefreshTokenMax != DefaultRefreshTokenMax ||
+			if c.RefreshTokenTTL != tt.ttl || c.RefreshTokenMax != refresh.DefaultRefreshTokenMax ||
 				c.KeystoneRecheckInterval != 15*time.Minute || c.KeystoneServiceDomain != "Default" {
 				t.Errorf("ttl %v max %d recheck %v domain %q", c.RefreshTokenTTL, c.RefreshTokenMax, c.KeystoneRecheckInterval, c.KeystoneServiceDomain)
 			}

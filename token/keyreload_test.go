@@ -115,8 +115,7 @@ func TestRevokeCommand(t *testing.T) {
 	state := stateDir(t)
 	conf := keyConfig(dir, "state_directory "+state+"\n", key)
 	clock := newClock()
-	store, _ := newStore(t, state, 10, clock)
-	store.now = clock.now
+	store := newStore(t, state, 10, clock)
 	for _, u := range []string{"alice", "alice", "bob"} {
 		if _, err := store.Issue(entry(u, "svc", clock.now(), 1<<40)); err != nil {
 			t.Fatal(err)

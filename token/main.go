@@ -72,6 +72,7 @@ import (
 	"stx-registry/token/issuer"
 	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
+	"stx-registry/token/refresh"
 	"syscall"
 	"time"
 
@@ -243,9 +244,9 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	for _, s := range cfg.Services {
 		services[s] = true
 	}
-	var refresh RefreshStore
+	var store refresh.Store
 	if cfg.StateDirectory != "" {
-		if refresh, err = NewFileRefreshStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
+		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -260,7 +261,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 		metricsNets: cfg.MetricsNetworks,
 		ready:       ready,
 		backendName: cfg.AuthBackend,
-		refresh:     refresh,
+		refresh:     store,
 		refreshTTL:  cfg.RefreshTokenTTL,
 		users:       users,
 		recheck:     recheck,

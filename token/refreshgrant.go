@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/refresh"
 	"time"
 )
 
@@ -24,7 +25,7 @@ func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
 		return &requestError{http.StatusBadRequest, "unsupported_grant_type",
 			"refresh tokens are off on this server (state_directory is not configured); use grant_type=password"}
 	}
-	tok, err := single(form, "refresh_token", maxRefreshTokenBytes)
+	tok, err := single(form, "refresh_token", refresh.MaxTokenBytes)
 	if err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func (s *Server) issueRefresh(id access.Identity, service string, now time.Time)
 	if s.refresh == nil {
 		return "", ""
 	}
-	tok, err := s.refresh.Issue(RefreshEntry{
+	tok, err := s.refresh.Issue(refresh.Entry{
 		Subject: id.Name,
 		Admin:   id.Admin,
 		Service: service,
@@ -51,14 +52,14 @@ func (s *Server) issueRefresh(id access.Identity, service string, now time.Time)
 		Checked: now,
 	})
 	switch {
-	case errors.Is(err, ErrRefreshStoreFull):
+	case errors.Is(err, refresh.ErrStoreFull):
 		s.log.Warn("no refresh token issued: refresh_token_max reached; raise it or revoke unused ones", "subject", id.Name)
 		return "", ""
 	case err != nil:
 		s.log.Error("no refresh token issued: the store failed", "subject", id.Name, "err", err)
 		return "", ""
 	}
-	return tok, refreshHash(tok)[:8]
+	return tok, refresh.Hash(tok)[:8]
 }
 
 // refreshGrant answers grant_type=refresh_token: the token must be known,
@@ -73,7 +74,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	e, err := s.refresh.Lookup(req.refresh, req.service, start)
 	rec.user, rec.refreshID = e.Subject, e.ID
 	switch {
-	case errors.Is(err, ErrRefreshUnknown), errors.Is(err, ErrRefreshExpired), errors.Is(err, ErrRefreshWrongService):
+	case errors.Is(err, refresh.ErrUnknown), errors.Is(err, refresh.ErrExpired), errors.Is(err, refresh.ErrWrongService):
 		deny(http.StatusUnauthorized, "invalid_grant", "refresh token is unknown, expired, revoked or for another service: log in again", err.Error())
 		return
 	case err != nil:
@@ -115,7 +116,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 // last check is at least s.recheck old. A user found gone has all their
 // refresh tokens revoked. While the backend cannot answer, the refresh is
 // allowed if the last good check is within 2×s.recheck.
-func (s *Server) recheckUser(ctx context.Context, token string, e RefreshEntry, now time.Time) error {
+func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry, now time.Time) error {
 	if s.users == nil {
 		return nil
 	}
@@ -127,7 +128,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e RefreshEntry, 
 	switch {
 	case err == nil:
 		if s.recheck > 0 {
-			if err := s.refresh.Touch(token, now); err != nil && !errors.Is(err, ErrRefreshUnknown) {
+			if err := s.refresh.Touch(token, now); err != nil && !errors.Is(err, refresh.ErrUnknown) {
 				s.log.Warn("refresh: recording the user re-check failed", "subject", e.Subject, "err", err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"stx-registry/token/authn"
 	"stx-registry/token/keystone"
 	"stx-registry/token/keystone/keystonetest"
+	"stx-registry/token/refresh"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func newRefreshServer(t *testing.T, auth authn.Authenticator, ttl time.Duration)
 	t.Helper()
 	s, logs := newTestServer(t, auth)
 	clock := newClock()
-	store, _ := newStore(t, stateDir(t), 100, clock)
+	store := newStore(t, stateDir(t), 100, clock)
 	s.refresh, s.refreshTTL, s.now = store, ttl, clock.now
 	s.services[otherService] = true
 	return s, logs, clock
@@ -89,7 +90,7 @@ func TestRefreshGrant(t *testing.T) {
 	if strings.Contains(logs.String(), rt) {
 		t.Fatal("the refresh token was logged")
 	}
-	if !strings.Contains(logs.String(), `"grant_type":"refresh_token"`) || !strings.Contains(logs.String(), `"refresh_id":"`+refreshHash(rt)[:8]+`"`) {
+	if !strings.Contains(logs.String(), `"grant_type":"refresh_token"`) || !strings.Contains(logs.String(), `"refresh_id":"`+refresh.Hash(rt)[:8]+`"`) {
 		t.Errorf("no refresh audit line: %s", logs)
 	}
 

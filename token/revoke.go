@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"stx-registry/token/refresh"
 )
 
 // errUsage is a command line mistake: main exits 2 after the usage text.
@@ -41,7 +42,7 @@ func revokeMain(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: state_directory is not configured, so there are no refresh tokens to revoke", *file)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	store, err := NewFileRefreshStore(cfg.StateDirectory, cfg.RefreshTokenMax, log)
+	store, err := refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log)
 	if err != nil {
 		return err
 	}

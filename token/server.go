@@ -16,6 +16,7 @@ import (
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
+	"stx-registry/token/refresh"
 	"sync/atomic"
 	"time"
 )
@@ -26,7 +27,6 @@ const (
 	maxQueryBytes    = 8 << 10 // a GET with the maximum number of scopes fits
 	maxFormBytes     = 8 << 10 // same for a POST body
 	maxPasswordBytes = 1024    // far above any real password; Keystone's limit is 4096 but nobody types that
-	maxServiceBytes  = 255     // a host:port
 	maxClientIDBytes = 255
 )
 
@@ -50,7 +50,7 @@ type Server struct {
 	ready       authn.Checker    // the backend's readiness check, or nil
 	backendName string           // "users" or "keystone", for /readyz replies
 
-	refresh    RefreshStore      // nil: refresh tokens are off (no state_directory)
+	refresh    refresh.Store     // nil: refresh tokens are off (no state_directory)
 	refreshTTL time.Duration     // refresh_token_ttl
 	users      authn.UserChecker // re-checks a refresh token's user; nil: no re-check
 	recheck    time.Duration     // how old a check may be before the next; 0: every refresh
@@ -355,7 +355,7 @@ func (s *Server) parsePost(w http.ResponseWriter, r *http.Request) (*tokenReques
 
 // parseCommon reads what both forms share: service, scope, client_id.
 func (s *Server) parseCommon(req *tokenRequest, v url.Values, scopes []string) error {
-	svc, err := single(v, "service", maxServiceBytes)
+	svc, err := single(v, "service", access.MaxServiceBytes)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ const maxRepositoryBytes = 255
 // MaxUsernameBytes bounds a user name everywhere (Keystone allows 255).
 const MaxUsernameBytes = 255
 
+// MaxServiceBytes bounds a service (the token's audience): a host:port.
+const MaxServiceBytes = 255
+
 // pathComponent is distribution's grammar for one component of a repository
 // name. A user owns a namespace only if the user name matches it as it
 // stands: names are never lowercased or rewritten.

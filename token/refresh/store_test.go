@@ -1,4 +1,4 @@
-package main
+package refresh
 
 import (
 	"bytes"
@@ -38,10 +38,10 @@ func stateDir(t testing.TB) string {
 	return dir
 }
 
-func newStore(t testing.TB, dir string, max int, clock *testClock) (*FileRefreshStore, *bytes.Buffer) {
+func newStore(t testing.TB, dir string, max int, clock *testClock) (*FileStore, *bytes.Buffer) {
 	t.Helper()
 	logs := &bytes.Buffer{}
-	s, err := NewFileRefreshStore(dir, max, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
+	s, err := NewFileStore(dir, max, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +61,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func entry(user, service string, now time.Time, ttl time.Duration) RefreshEntry {
-	return RefreshEntry{Subject: user, Service: service, Created: now, Expires: now.Add(ttl)}
+func entry(user, service string, now time.Time, ttl time.Duration) Entry {
+	return Entry{Subject: user, Service: service, Created: now, Expires: now.Add(ttl)}
 }
 
 func TestRefreshStoreRoundTrip(t *testing.T) {
@@ -70,7 +70,7 @@ func TestRefreshStoreRoundTrip(t *testing.T) {
 	dir := stateDir(t)
 	s, _ := newStore(t, dir, 10, clock)
 	now := clock.now()
-	tok, err := s.Issue(RefreshEntry{Subject: "alice", Admin: true, Service: "svc", Created: now, Expires: now.Add(time.Hour)})
+	tok, err := s.Issue(Entry{Subject: "alice", Admin: true, Service: "svc", Created: now, Expires: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestRefreshStoreRoundTrip(t *testing.T) {
 		t.Fatalf("token %q is not %d base64url bytes", tok, refreshTokenBytes)
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, refreshFileName))
-	if bytes.Contains(data, []byte(tok)) || !bytes.Contains(data, []byte(refreshHash(tok))) {
+	if bytes.Contains(data, []byte(tok)) || !bytes.Contains(data, []byte(Hash(tok))) {
 		t.Fatalf("the state file must hold the hash, never the token:\n%s", data)
 	}
 	if fi, _ := os.Stat(filepath.Join(dir, refreshFileName)); fi.Mode().Perm() != 0o600 {
@@ -93,12 +93,12 @@ func TestRefreshStoreRoundTrip(t *testing.T) {
 	}{
 		{"good", tok, "svc", 0, nil},
 		{"just before expiry", tok, "svc", time.Hour - time.Second, nil},
-		{"expired", tok, "svc", time.Hour, ErrRefreshExpired},
-		{"other service", tok, "other", 0, ErrRefreshWrongService},
-		{"unknown", strings.Repeat("A", 43), "svc", 0, ErrRefreshUnknown},
-		{"empty", "", "svc", 0, ErrRefreshUnknown},
-		{"too long", strings.Repeat("A", maxRefreshTokenBytes+1), "svc", 0, ErrRefreshUnknown},
-		{"one character off", tok[:42] + string(tok[42]^1), "svc", 0, ErrRefreshUnknown},
+		{"expired", tok, "svc", time.Hour, ErrExpired},
+		{"other service", tok, "other", 0, ErrWrongService},
+		{"unknown", strings.Repeat("A", 43), "svc", 0, ErrUnknown},
+		{"empty", "", "svc", 0, ErrUnknown},
+		{"too long", strings.Repeat("A", MaxTokenBytes+1), "svc", 0, ErrUnknown},
+		{"one character off", tok[:42] + string(tok[42]^1), "svc", 0, ErrUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestRefreshStoreRoundTrip(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Lookup: %v, want %v", err, tt.want)
 			}
-			if err == nil && (e.Subject != "alice" || !e.Admin || e.Service != "svc" || e.ID != refreshHash(tok)[:8] ||
+			if err == nil && (e.Subject != "alice" || !e.Admin || e.Service != "svc" || e.ID != Hash(tok)[:8] ||
 				!e.Expires.Equal(now.Add(time.Hour)) || !e.Checked.Equal(now)) {
 				t.Errorf("entry %+v", e)
 			}
@@ -155,8 +155,8 @@ func TestRefreshStoreRevoke(t *testing.T) {
 		t.Fatalf("RevokeUser: %d, %v; want 3", n, err)
 	}
 	for _, tok := range alice {
-		if _, err := daemon.Lookup(tok, "svc", now); !errors.Is(err, ErrRefreshUnknown) {
-			t.Errorf("revoked token: %v, want ErrRefreshUnknown", err)
+		if _, err := daemon.Lookup(tok, "svc", now); !errors.Is(err, ErrUnknown) {
+			t.Errorf("revoked token: %v, want ErrUnknown", err)
 		}
 	}
 	for _, tok := range bob {
@@ -170,14 +170,14 @@ func TestRefreshStoreRevoke(t *testing.T) {
 	if n, err := other.RevokeAll(); err != nil || n != 3 {
 		t.Fatalf("RevokeAll: %d, %v; want 3", n, err)
 	}
-	if _, err := daemon.Lookup(bob[0], "svc", now); !errors.Is(err, ErrRefreshUnknown) {
+	if _, err := daemon.Lookup(bob[0], "svc", now); !errors.Is(err, ErrUnknown) {
 		t.Errorf("after RevokeAll: %v", err)
 	}
 	// Touch of a revoked token does not bring it back.
-	if err := daemon.Touch(bob[0], now); !errors.Is(err, ErrRefreshUnknown) {
+	if err := daemon.Touch(bob[0], now); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Touch of a revoked token: %v", err)
 	}
-	if _, err := daemon.Lookup(bob[0], "svc", now); !errors.Is(err, ErrRefreshUnknown) {
+	if _, err := daemon.Lookup(bob[0], "svc", now); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Touch revived a revoked token: %v", err)
 	}
 }
@@ -194,7 +194,7 @@ func TestRefreshStoreConcurrentWriters(t *testing.T) {
 	const per = 25
 	var wg sync.WaitGroup
 	toks := make([][]string, 4)
-	for i, s := range []*FileRefreshStore{a, b, a, b} {
+	for i, s := range []*FileStore{a, b, a, b} {
 		wg.Go(func() {
 			for range per {
 				tok, err := s.Issue(entry(fmt.Sprintf("user%d", i), "svc", now, time.Hour))
@@ -240,8 +240,8 @@ func TestRefreshStorePurgeAndBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Issue(entry("c", "svc", now, time.Hour)); !errors.Is(err, ErrRefreshStoreFull) {
-		t.Fatalf("4th entry with refresh_token_max 3: %v, want ErrRefreshStoreFull", err)
+	if _, err := s.Issue(entry("c", "svc", now, time.Hour)); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("4th entry with refresh_token_max 3: %v, want ErrStoreFull", err)
 	}
 	// Once the short one expires, the next write purges it and makes room.
 	clock.add(time.Minute)
@@ -251,8 +251,8 @@ func TestRefreshStorePurgeAndBound(t *testing.T) {
 	if s.Len() != 3 {
 		t.Errorf("%d entries, want 3", s.Len())
 	}
-	if _, err := s.Lookup(short, "svc", clock.now()); !errors.Is(err, ErrRefreshUnknown) {
-		t.Errorf("purged token: %v, want ErrRefreshUnknown", err)
+	if _, err := s.Lookup(short, "svc", clock.now()); !errors.Is(err, ErrUnknown) {
+		t.Errorf("purged token: %v, want ErrUnknown", err)
 	}
 }
 
@@ -269,7 +269,7 @@ func TestRefreshStoreDirectoryChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewFileRefreshStore(tt.dir, 10, slog.New(slog.DiscardHandler))
+			_, err := NewFileStore(tt.dir, 10, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
@@ -301,14 +301,14 @@ func TestRefreshStoreDamaged(t *testing.T) {
 	lines := strings.SplitAfter(string(good), "\n") // header, 3 entries (sorted by hash), ""
 	lineOf := func(tok string) int {
 		for i, l := range lines {
-			if strings.Contains(l, refreshHash(tok)) {
+			if strings.Contains(l, Hash(tok)) {
 				return i
 			}
 		}
 		t.Fatal("token not in file")
 		return 0
 	}
-	tamperedHash := strings.Replace(lines[lineOf(toks[0])], refreshHash(toks[0])[:4], "AAAA", 1)
+	tamperedHash := strings.Replace(lines[lineOf(toks[0])], Hash(toks[0])[:4], "AAAA", 1)
 
 	tests := []struct {
 		name     string
@@ -375,8 +375,8 @@ func TestRefreshStoreDamaged(t *testing.T) {
 				}
 			}
 			for _, tok := range tt.refused {
-				if _, err := s.Lookup(tok, "svc", now); !errors.Is(err, ErrRefreshUnknown) {
-					t.Errorf("damaged entry: %v, want ErrRefreshUnknown", err)
+				if _, err := s.Lookup(tok, "svc", now); !errors.Is(err, ErrUnknown) {
+					t.Errorf("damaged entry: %v, want ErrUnknown", err)
 				}
 			}
 			if tt.logged == "" {
@@ -420,7 +420,7 @@ func FuzzParseRefreshLine(f *testing.F) {
 	f.Add([]byte(`{"hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","sub":"a\u0000b","service":"s","created":1,"expires":2,"checked":1}`))
 	f.Add([]byte("garbage\x00"))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		l, err := ParseRefreshLine(line)
+		l, err := ParseLine(line)
 		if err != nil {
 			return
 		}
@@ -430,7 +430,7 @@ func FuzzParseRefreshLine(f *testing.F) {
 		if e.ID == "" || e.Subject == "" || e.Service == "" || e.Expires.Before(e.Created) {
 			t.Fatalf("accepted a bad entry %+v", l)
 		}
-		s := &FileRefreshStore{entries: map[string]refreshLine{l.Hash: l}}
+		s := &FileStore{entries: map[string]refreshLine{l.Hash: l}}
 		entries, rep := parseRefreshFile(s.encode(), 1<<20)
 		if rep.bad() || entries[l.Hash] != l {
 			t.Fatalf("round trip of %+v: %+v %+v", l, entries, rep)

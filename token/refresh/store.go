@@ -1,10 +1,10 @@
-package main
-
-// Refresh tokens: what docker login stores as its identity token and sends,
-// unchanged, with every later pull (grant_type=refresh_token). The server
-// keeps only their SHA-256 hashes, in one file under state_directory, so
-// that they survive a restart and a failover to the other controller, which
-// mounts the same (DRBD) file system.
+// Package refresh owns the refresh-token store. Refresh tokens are what
+// docker login stores as its identity token and sends, unchanged, with
+// every later pull (grant_type=refresh_token). The server keeps only their
+// SHA-256 hashes, in one file under state_directory, so that they survive a
+// restart and a failover to the other controller, which mounts the same
+// (DRBD) file system.
+package refresh
 
 import (
 	"bytes"
@@ -30,9 +30,9 @@ import (
 const (
 	// refreshTokenBytes of crypto/rand make one refresh token: 256 bits.
 	refreshTokenBytes = 32
-	// maxRefreshTokenBytes bounds the refresh_token a client sends: ours
+	// MaxTokenBytes bounds the refresh_token a client sends: ours
 	// are 43 base64url characters; anything longer cannot be one.
-	maxRefreshTokenBytes = 64
+	MaxTokenBytes = 64
 	// MinRefreshTokenTTL, DefaultRefreshTokenTTL and MaxRefreshTokenTTL
 	// bound refresh_token_ttl. A week lets a developer's docker login
 	// outlive a weekend; 90 days bounds how long a copied
@@ -47,8 +47,8 @@ const (
 	// DefaultRefreshTokenMax is refresh_token_max's default: far more
 	// docker logins than a StarlingX system sees within a TTL.
 	DefaultRefreshTokenMax = 100000
-	// maxRefreshTokenMax bounds refresh_token_max itself.
-	maxRefreshTokenMax = 1000000
+	// MaxRefreshTokenMax bounds refresh_token_max itself.
+	MaxRefreshTokenMax = 1000000
 	// maxRefreshLineBytes bounds one line of the state file: a 43-byte
 	// hash, a 255-byte subject, a 255-byte service and the JSON around
 	// them fit with room to spare.
@@ -68,19 +68,19 @@ const refreshHeader = `{"stx-token-server-refresh-tokens":1}`
 // Errors from Lookup. The server answers all of them with 401
 // invalid_grant; the audit line says which one it was.
 var (
-	ErrRefreshUnknown      = errors.New("refresh token unknown or revoked")
-	ErrRefreshExpired      = errors.New("refresh token expired")
-	ErrRefreshWrongService = errors.New("refresh token was issued for another service")
-	// ErrRefreshStoreFull means refresh_token_max live entries exist; the
+	ErrUnknown      = errors.New("refresh token unknown or revoked")
+	ErrExpired      = errors.New("refresh token expired")
+	ErrWrongService = errors.New("refresh token was issued for another service")
+	// ErrStoreFull means refresh_token_max live entries exist; the
 	// login still succeeds, without a refresh token.
-	ErrRefreshStoreFull = errors.New("refresh token store is full (refresh_token_max)")
+	ErrStoreFull = errors.New("refresh token store is full (refresh_token_max)")
 )
 
 // b64 encodes refresh tokens and their hashes.
 var b64 = base64.RawURLEncoding
 
-// RefreshEntry is what the server knows about one refresh token.
-type RefreshEntry struct {
+// Entry is what the server knows about one refresh token.
+type Entry struct {
 	ID      string    // the first 8 characters of the hash, for log lines; not a secret
 	Subject string    // the user it was issued to
 	Admin   bool      // the backend's admin flag at login (Keystone admin_role)
@@ -90,13 +90,13 @@ type RefreshEntry struct {
 	Checked time.Time // the user was last confirmed to exist (and be enabled) then
 }
 
-// A RefreshStore keeps refresh tokens. Tokens themselves are never stored.
-type RefreshStore interface {
+// A Store keeps refresh tokens. Tokens themselves are never stored.
+type Store interface {
 	// Issue stores e and returns a new token for it.
-	Issue(e RefreshEntry) (token string, err error)
+	Issue(e Entry) (token string, err error)
 	// Lookup returns the entry for token if it exists, is not expired at
 	// now and was issued for service.
-	Lookup(token, service string, now time.Time) (RefreshEntry, error)
+	Lookup(token, service string, now time.Time) (Entry, error)
 	// Touch records that the token's user was confirmed at checked.
 	Touch(token string, checked time.Time) error
 	// RevokeUser deletes every token of user and says how many.
@@ -116,8 +116,8 @@ type refreshLine struct {
 	Checked int64  `json:"checked"`
 }
 
-func (l refreshLine) entry() RefreshEntry {
-	return RefreshEntry{
+func (l refreshLine) entry() Entry {
+	return Entry{
 		ID:      l.Hash[:8],
 		Subject: l.Subject,
 		Admin:   l.Admin,
@@ -128,15 +128,15 @@ func (l refreshLine) entry() RefreshEntry {
 	}
 }
 
-// refreshHash is the key a token is stored under.
-func refreshHash(token string) string {
+// Hash is the key a token is stored under.
+func Hash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return b64.EncodeToString(sum[:])
 }
 
-// ParseRefreshLine parses one line of the state file, refusing anything the
+// ParseLine parses one line of the state file, refusing anything the
 // server would not have written.
-func ParseRefreshLine(line []byte) (refreshLine, error) {
+func ParseLine(line []byte) (refreshLine, error) {
 	var l refreshLine
 	if len(line) > maxRefreshLineBytes {
 		return l, fmt.Errorf("line longer than %d bytes", maxRefreshLineBytes)
@@ -155,7 +155,7 @@ func ParseRefreshLine(line []byte) (refreshLine, error) {
 	if !printable(l.Subject, access.MaxUsernameBytes) {
 		return l, errors.New("bad subject")
 	}
-	if !printable(l.Service, maxServiceBytes) {
+	if !printable(l.Service, access.MaxServiceBytes) {
 		return l, errors.New("bad service")
 	}
 	if l.Created <= 0 || l.Expires < l.Created || l.Checked < l.Created {
@@ -169,7 +169,7 @@ func printable(s string, max int) bool {
 	return s != "" && len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
-// FileRefreshStore is the RefreshStore in state_directory: a JSON-lines
+// FileStore is the Store in state_directory: a JSON-lines
 // file, a header line first, one entry per line.
 //
 // Every change is a read-modify-write of the whole file under an flock(2)
@@ -182,7 +182,7 @@ func printable(s string, max int) bool {
 // A damaged file never stops the daemon: bad lines are skipped, logged at
 // error level with their numbers, and the good ones kept; the next write
 // first saves the damaged original as refresh-tokens.corrupt-UNIXTIME.
-type FileRefreshStore struct {
+type FileStore struct {
 	dir, path, lockPath string
 	max                 int
 	log                 *slog.Logger
@@ -193,10 +193,10 @@ type FileRefreshStore struct {
 	stat    os.FileInfo            // the file entries were read from; nil if none
 }
 
-// NewFileRefreshStore opens the store in dir, which must be a directory of
+// NewFileStore opens the store in dir, which must be a directory of
 // the service user with no access for group or others. max bounds the live
 // entries.
-func NewFileRefreshStore(dir string, max int, log *slog.Logger) (*FileRefreshStore, error) {
+func NewFileStore(dir string, max int, log *slog.Logger) (*FileStore, error) {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("state_directory: %w", err)
@@ -213,7 +213,7 @@ func NewFileRefreshStore(dir string, max int, log *slog.Logger) (*FileRefreshSto
 	if max < 1 {
 		return nil, errors.New("refresh_token_max must be at least 1")
 	}
-	s := &FileRefreshStore{
+	s := &FileStore{
 		dir:      dir,
 		path:     filepath.Join(dir, refreshFileName),
 		lockPath: filepath.Join(dir, refreshLockName),
@@ -231,14 +231,18 @@ func NewFileRefreshStore(dir string, max int, log *slog.Logger) (*FileRefreshSto
 
 // maxFileBytes bounds the state file: max entries of the longest line, the
 // header, and as much again for expired entries not yet purged.
-func (s *FileRefreshStore) maxFileBytes() int64 {
+// SetClock replaces the clock that purges expired entries; for tests, before
+// the store is used.
+func (s *FileStore) SetClock(now func() time.Time) { s.now = now }
+
+func (s *FileStore) maxFileBytes() int64 {
 	return 2*int64(s.max+1)*maxRefreshLineBytes + int64(len(refreshHeader)) + 1
 }
 
 // read loads the file into s.entries and returns its raw bytes when it had
 // damage (to be saved before the next rewrite), else nil. A missing file is
 // an empty store. Called with s.mu held.
-func (s *FileRefreshStore) read() (damaged []byte, err error) {
+func (s *FileStore) read() (damaged []byte, err error) {
 	f, err := os.Open(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		s.entries, s.stat = map[string]refreshLine{}, nil
@@ -299,7 +303,7 @@ func parseRefreshFile(data []byte, limit int64) (map[string]refreshLine, refresh
 		if len(line) == 0 {
 			continue
 		}
-		l, err := ParseRefreshLine(line)
+		l, err := ParseLine(line)
 		if _, dup := entries[l.Hash]; err != nil || dup {
 			rep.badLines++
 			if len(rep.lineNumbers) < maxBadLinesLogged {
@@ -314,7 +318,7 @@ func parseRefreshFile(data []byte, limit int64) (map[string]refreshLine, refresh
 
 // reloadIfChanged re-reads the file when it was replaced since the last
 // read: one stat per lookup. Called with s.mu held.
-func (s *FileRefreshStore) reloadIfChanged() error {
+func (s *FileStore) reloadIfChanged() error {
 	fi, err := os.Stat(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && s.stat == nil:
@@ -329,7 +333,7 @@ func (s *FileRefreshStore) reloadIfChanged() error {
 
 // update runs change on the entries as they are on disk, under the file
 // lock, purges expired entries and writes the result.
-func (s *FileRefreshStore) update(change func(entries map[string]refreshLine) error) error {
+func (s *FileStore) update(change func(entries map[string]refreshLine) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lock, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o600)
@@ -369,7 +373,7 @@ func (s *FileRefreshStore) update(change func(entries map[string]refreshLine) er
 
 // encode is the file for s.entries, sorted by hash so that writes are
 // reproducible.
-func (s *FileRefreshStore) encode() []byte {
+func (s *FileStore) encode() []byte {
 	hashes := make([]string, 0, len(s.entries))
 	for h := range s.entries {
 		hashes = append(hashes, h)
@@ -385,9 +389,9 @@ func (s *FileRefreshStore) encode() []byte {
 	return buf.Bytes()
 }
 
-// Issue implements RefreshStore. Beyond refresh_token_max live entries it
-// returns ErrRefreshStoreFull.
-func (s *FileRefreshStore) Issue(e RefreshEntry) (string, error) {
+// Issue implements Store. Beyond refresh_token_max live entries it
+// returns ErrStoreFull.
+func (s *FileStore) Issue(e Entry) (string, error) {
 	var raw [refreshTokenBytes]byte
 	rand.Read(raw[:]) // never fails (crypto/rand panics rather)
 	token := b64.EncodeToString(raw[:])
@@ -395,7 +399,7 @@ func (s *FileRefreshStore) Issue(e RefreshEntry) (string, error) {
 		e.Checked = e.Created
 	}
 	l := refreshLine{
-		Hash:    refreshHash(token),
+		Hash:    Hash(token),
 		Subject: e.Subject,
 		Admin:   e.Admin,
 		Service: e.Service,
@@ -405,7 +409,7 @@ func (s *FileRefreshStore) Issue(e RefreshEntry) (string, error) {
 	}
 	err := s.update(func(entries map[string]refreshLine) error {
 		if len(entries) >= s.max {
-			return ErrRefreshStoreFull
+			return ErrStoreFull
 		}
 		entries[l.Hash] = l
 		return nil
@@ -416,38 +420,38 @@ func (s *FileRefreshStore) Issue(e RefreshEntry) (string, error) {
 	return token, nil
 }
 
-// Lookup implements RefreshStore. The token is found by its SHA-256 in a
+// Lookup implements Store. The token is found by its SHA-256 in a
 // map: the secret itself is never compared, so timing tells an attacker
 // nothing about it (only about a hash they cannot invert).
-func (s *FileRefreshStore) Lookup(token, service string, now time.Time) (RefreshEntry, error) {
-	if token == "" || len(token) > maxRefreshTokenBytes {
-		return RefreshEntry{}, ErrRefreshUnknown
+func (s *FileStore) Lookup(token, service string, now time.Time) (Entry, error) {
+	if token == "" || len(token) > MaxTokenBytes {
+		return Entry{}, ErrUnknown
 	}
-	h := refreshHash(token)
+	h := Hash(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.reloadIfChanged(); err != nil {
-		return RefreshEntry{}, err
+		return Entry{}, err
 	}
 	l, ok := s.entries[h]
 	switch {
 	case !ok:
-		return RefreshEntry{}, ErrRefreshUnknown
+		return Entry{}, ErrUnknown
 	case now.Unix() >= l.Expires:
-		return l.entry(), ErrRefreshExpired
+		return l.entry(), ErrExpired
 	case l.Service != service:
-		return l.entry(), ErrRefreshWrongService
+		return l.entry(), ErrWrongService
 	}
 	return l.entry(), nil
 }
 
-// Touch implements RefreshStore. A token revoked meanwhile stays revoked.
-func (s *FileRefreshStore) Touch(token string, checked time.Time) error {
-	h := refreshHash(token)
+// Touch implements Store. A token revoked meanwhile stays revoked.
+func (s *FileStore) Touch(token string, checked time.Time) error {
+	h := Hash(token)
 	return s.update(func(entries map[string]refreshLine) error {
 		l, ok := entries[h]
 		if !ok {
-			return ErrRefreshUnknown
+			return ErrUnknown
 		}
 		l.Checked = max(l.Checked, checked.Unix())
 		entries[h] = l
@@ -455,8 +459,8 @@ func (s *FileRefreshStore) Touch(token string, checked time.Time) error {
 	})
 }
 
-// RevokeUser implements RefreshStore.
-func (s *FileRefreshStore) RevokeUser(user string) (int, error) {
+// RevokeUser implements Store.
+func (s *FileStore) RevokeUser(user string) (int, error) {
 	n := 0
 	err := s.update(func(entries map[string]refreshLine) error {
 		for h, l := range entries {
@@ -470,8 +474,8 @@ func (s *FileRefreshStore) RevokeUser(user string) (int, error) {
 	return n, err
 }
 
-// RevokeAll implements RefreshStore.
-func (s *FileRefreshStore) RevokeAll() (int, error) {
+// RevokeAll implements Store.
+func (s *FileStore) RevokeAll() (int, error) {
 	n := 0
 	err := s.update(func(entries map[string]refreshLine) error {
 		n = len(entries)
@@ -482,7 +486,7 @@ func (s *FileRefreshStore) RevokeAll() (int, error) {
 }
 
 // Len is the number of entries as last read, expired ones included.
-func (s *FileRefreshStore) Len() int {
+func (s *FileStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.entries)
