@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 )
 
@@ -12,7 +13,7 @@ import (
 func jwksMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stx-token-server jwks", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stx-token-server jwks [-f CONFIG]")
 		fs.PrintDefaults()
@@ -24,7 +25,7 @@ func jwksMain(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := LoadConfig(*file)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		return err
 	}

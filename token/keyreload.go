@@ -3,6 +3,7 @@ package main
 import (
 	"reflect"
 	"slices"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 )
 
@@ -12,8 +13,8 @@ import (
 // finish with the old one. On any error the current keys stay and the error
 // is logged. Other keywords that changed are named in a warning: they need
 // a restart. running is the configuration the daemon started with.
-func (s *Server) ReloadSigningKeys(path string, running *Config) {
-	cfg, err := LoadConfig(path)
+func (s *Server) ReloadSigningKeys(path string, running *config.Config) {
+	cfg, err := config.Load(path)
 	if err != nil {
 		s.log.Error("signing keys not reloaded: the configuration is invalid; keeping the current keys", "err", err)
 		return
@@ -37,7 +38,7 @@ func (s *Server) ReloadSigningKeys(path string, running *Config) {
 
 // changedFields names the Config fields, other than SigningKeys, that
 // differ between a and b.
-func changedFields(a, b *Config) []string {
+func changedFields(a, b *config.Config) []string {
 	var changed []string
 	va, vb := reflect.ValueOf(*a), reflect.ValueOf(*b)
 	for i := range va.NumField() {

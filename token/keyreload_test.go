@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 	"testing"
 )
@@ -33,6 +34,20 @@ func writeKey(t *testing.T, dir, name string, mode os.FileMode) (string, *ecdsa.
 }
 
 // keyConfig is a valid configuration with the given signing keys.
+// goodConfig is a valid configuration, as in the config package's tests.
+const goodConfig = `# comment
+listen 127.0.0.1:9002
+tls_certificate /etc/stx/server.pem
+tls_key /etc/stx/server.key
+service registry.local:9001
+service 127.0.0.1:9001
+issuer stx-token-server
+signing_key /etc/stx/token.key
+users_file /etc/stx/users
+admin_user admin
+admin_user sysinv
+`
+
 func keyConfig(dir string, extra string, keys ...string) string {
 	conf := strings.Replace(goodConfig, "signing_key /etc/stx/token.key\n", "", 1)
 	for _, k := range keys {
@@ -58,7 +73,7 @@ func TestReloadSigningKeys(t *testing.T) {
 	newKey, nk := writeKey(t, dir, "new.key", 0o600)
 	badKey, _ := writeKey(t, dir, "bad.key", 0o644)
 	conf := keyConfig(dir, "", oldKey)
-	running, err := LoadConfig(conf)
+	running, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,7 @@ import (
 	"os/signal"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
@@ -105,7 +106,7 @@ func main() {
 		return
 	}
 	fs := flag.NewFlagSet("stx-token-server", flag.ContinueOnError)
-	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -140,7 +141,7 @@ func fatal(err error) {
 }
 
 func run(ctx context.Context, file string, checkOnly bool) error {
-	cfg, err := LoadConfig(file)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 
 // newServer builds everything the daemon needs from a validated config, so
 // that -t checks exactly what a start would.
-func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error) {
+func newServer(cfg *config.Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error) {
 	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
 	if err != nil {
 		return nil, nil, err
@@ -181,12 +182,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	if err != nil {
 		return nil, nil, err
 	}
-	policy, err := access.NewPolicy(access.PolicyConfig{
-		AdminUsers:         cfg.AdminUsers,
-		PublicNamespaces:   cfg.PublicNamespaces,
-		PublicRepositories: cfg.PublicRepositories,
-		ReservedNamespaces: cfg.ReservedNamespaces,
-	})
+	policy, err := access.NewPolicy(cfg.PolicyConfig())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -238,7 +234,7 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	}
 	auth := authn.Chain(backend, authn.ChainConfig{
 		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
-		Backoff: cfg.backoffConfig(),
+		Backoff: cfg.BackoffConfig(),
 	}, m)
 	services := make(map[string]bool, len(cfg.Services))
 	for _, s := range cfg.Services {

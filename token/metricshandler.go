@@ -29,12 +29,6 @@ func MetricsHandler(m *metrics.Metrics, nets []netip.Prefix) http.Handler {
 	})
 }
 
-// defaultMetricsNetworks is loopback only.
-var defaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
-
 func allowedClient(a netip.Addr, nets []netip.Prefix) bool {
 	if !a.IsValid() {
 		return false

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 
 	"stx-registry/shared/probe"
@@ -21,16 +22,16 @@ import (
 func probeMain(args []string) int {
 	return probe.Command{
 		Name:          "stx-token-server",
-		DefaultConfig: DefaultConfigFile,
+		DefaultConfig: config.DefaultFile,
 		Load: func(file string) (netip.AddrPort, string, error) {
-			cfg, err := LoadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return netip.AddrPort{}, "", err
 			}
 			return cfg.Listen, cfg.TLSCertificate, nil
 		},
 		Check: func(file string) error {
-			cfg, err := LoadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return err
 			}

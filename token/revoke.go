@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"stx-registry/token/config"
 	"stx-registry/token/refresh"
 )
 
@@ -20,7 +21,7 @@ var errUsage = errors.New("usage error")
 func revokeMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stx-token-server revoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	user := fs.String("user", "", "revoke the refresh tokens of `USER`")
 	all := fs.Bool("all", false, "revoke every refresh token")
 	fs.Usage = func() {
@@ -34,7 +35,7 @@ func revokeMain(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := LoadConfig(*file)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		return err
 	}

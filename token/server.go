@@ -14,6 +14,7 @@ import (
 	"strings"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
@@ -69,7 +70,7 @@ func (s *Server) Handler() http.Handler {
 		m = metrics.NewMetrics(s.backendName, "")
 	}
 	if nets == nil {
-		nets = defaultMetricsNetworks
+		nets = config.DefaultMetricsNetworks
 	}
 	mux.Handle("/metrics", MetricsHandler(m, nets))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

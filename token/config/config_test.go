@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -29,7 +29,7 @@ func loadString(t *testing.T, s string) (*Config, error) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "stx-token-server.conf")
 	os.WriteFile(p, []byte(s), 0o600)
-	return LoadConfig(p)
+	return Load(p)
 }
 
 func TestConfig(t *testing.T) {
@@ -114,7 +114,7 @@ func TestConfigBackoff(t *testing.T) {
 		t.Errorf("defaults: %+v", c)
 	}
 	// The lockout cap is for Keystone only.
-	if bc := c.backoffConfig(); bc.LockoutAttempts != 0 || bc.Free != 3 || bc.Max != 5*time.Minute {
+	if bc := c.BackoffConfig(); bc.LockoutAttempts != 0 || bc.Free != 3 || bc.Max != 5*time.Minute {
 		t.Errorf("users backend: %+v", bc)
 	}
 	ks := strings.Replace(goodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
@@ -123,14 +123,14 @@ func TestConfigBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := authn.BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
-	if bc := c.backoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
+	if bc := c.BackoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
 		t.Errorf("keystone: %+v %v", bc, c.MetricsNetworks)
 	}
 	c, err = loadString(t, ks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bc := c.backoffConfig(); bc != defaultBackoff {
+	if bc := c.BackoffConfig(); bc != defaultBackoff {
 		t.Errorf("keystone defaults %+v, want %+v", bc, defaultBackoff)
 	}
 }
@@ -183,4 +183,34 @@ var defaultBackoff = authn.BackoffConfig{
 	Max:             authn.DefaultBackoffMax,
 	LockoutAttempts: authn.DefaultLockoutAttempts,
 	LockoutWindow:   authn.DefaultLockoutWindow,
+}
+
+// Every keyword is listed once, the shared ones first.
+func TestKeywords(t *testing.T) {
+	kws := Keywords()
+	seen := map[string]bool{}
+	for _, kw := range kws {
+		if seen[kw] {
+			t.Errorf("keyword %s listed twice", kw)
+		}
+		seen[kw] = true
+	}
+	for _, kw := range []string{"listen", "service", "signing_key", "keystone_recheck_interval", "reserved_namespace"} {
+		if !seen[kw] {
+			t.Errorf("keyword %s missing", kw)
+		}
+	}
+}
+
+// Validation reports every error at once, policy errors included.
+func TestConfigAllErrors(t *testing.T) {
+	_, err := loadString(t, goodConfig+"admin_role r\npublic_namespace Public\nservice registry.local:9001\n")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"admin_role and admin_project", "public_namespace", "listed twice"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
+		}
+	}
 }

@@ -1,27 +1,31 @@
-package main
+// Package config owns stx-token-server.conf(5): the Config struct (its
+// field comments are the keyword reference), the keyword table, defaults
+// and validation, which reports every error at once.
+package config
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
 	"stx-registry/token/refresh"
 	"time"
 
-	"stx-registry/shared/config"
+	shared "stx-registry/shared/config"
 )
 
-// DefaultConfigFile is where the daemon looks without -f.
-const DefaultConfigFile = "/etc/stx-token-server/stx-token-server.conf"
+// DefaultFile is where the daemon looks without -f.
+const DefaultFile = "/etc/stx-token-server/stx-token-server.conf"
 
 // Config is stx-token-server.conf(5). Each field names its keyword.
 type Config struct {
 	// Server holds the keywords both daemons share: listen,
 	// management_network, tls_certificate, tls_key, tls_min_version,
 	// log_format and log_level (see shared/config.Server).
-	config.Server
+	shared.Server
 
 	// service NAME (repeatable): the audiences tokens may be issued for,
 	// e.g. the registry's "registry.local:9001". Required.
@@ -139,47 +143,67 @@ type Config struct {
 	ReservedNamespaces []string
 }
 
-func (c *Config) keywords() []config.Keyword {
-	return append(c.Server.Keywords(), []config.Keyword{
-		{Name: "service", Repeat: true, Set: config.Strings(&c.Services)},
-		{Name: "issuer", Set: config.String(&c.Issuer)},
+func (c *Config) keywords() []shared.Keyword {
+	return append(c.Server.Keywords(), []shared.Keyword{
+		{Name: "service", Repeat: true, Set: shared.Strings(&c.Services)},
+		{Name: "issuer", Set: shared.String(&c.Issuer)},
 		{Name: "signing_key", Repeat: true, Set: pathList(&c.SigningKeys)},
-		{Name: "token_ttl", Set: config.Duration(&c.TokenTTL, issuer.MinTokenTTL, time.Hour)},
-		{Name: "auth_backend", Set: config.OneOf(&c.AuthBackend, "users", "keystone")},
-		{Name: "keystone_url", Set: config.String(&c.KeystoneURL)},
-		{Name: "keystone_user_domain", Set: config.String(&c.KeystoneUserDomain)},
-		{Name: "keystone_ca", Set: config.Path(&c.KeystoneCA)},
-		{Name: "keystone_timeout", Set: config.Duration(&c.KeystoneTimeout, time.Second, maxKeystoneTimeout)},
-		{Name: "admin_role", Set: config.String(&c.AdminRole)},
-		{Name: "admin_project", Set: config.String(&c.AdminProject)},
-		{Name: "users_file", Set: config.Path(&c.UsersFile)},
-		{Name: "cache_ttl", Set: config.Duration(&c.CacheTTL, time.Second, 24*time.Hour)},
-		{Name: "cache_size", Set: config.Int(&c.CacheSize, 1, 1<<20)},
-		{Name: "backoff_free", Set: config.Int(&c.BackoffFree, 1, 100)},
-		{Name: "backoff_max", Set: config.Duration(&c.BackoffMax, time.Second, time.Hour)},
-		{Name: "keystone_lockout_attempts", Set: config.Int(&c.KeystoneLockoutAttempts, 0, 100)},
-		{Name: "keystone_lockout_window", Set: config.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
-		{Name: "state_directory", Set: config.Path(&c.StateDirectory)},
-		{Name: "refresh_token_ttl", Set: config.Duration(&c.RefreshTokenTTL, refresh.MinRefreshTokenTTL, refresh.MaxRefreshTokenTTL)},
-		{Name: "refresh_token_max", Set: config.Int(&c.RefreshTokenMax, 1, refresh.MaxRefreshTokenMax)},
-		{Name: "keystone_service_user", Set: config.String(&c.KeystoneServiceUser)},
-		{Name: "keystone_service_password_file", Set: config.Path(&c.KeystoneServicePasswordFile)},
-		{Name: "keystone_service_project", Set: config.String(&c.KeystoneServiceProject)},
-		{Name: "keystone_service_domain", Set: config.String(&c.KeystoneServiceDomain)},
-		{Name: "keystone_recheck_interval", Set: config.Duration(&c.KeystoneRecheckInterval, time.Minute, 24*time.Hour)},
-		{Name: "metrics_network", Repeat: true, Set: config.Prefixes(&c.MetricsNetworks)},
-		{Name: "admin_user", Repeat: true, Set: config.Strings(&c.AdminUsers)},
-		{Name: "public_namespace", Repeat: true, Set: config.Strings(&c.PublicNamespaces)},
-		{Name: "public_repository", Repeat: true, Set: config.Strings(&c.PublicRepositories)},
-		{Name: "reserved_namespace", Repeat: true, Set: config.Strings(&c.ReservedNamespaces)},
+		{Name: "token_ttl", Set: shared.Duration(&c.TokenTTL, issuer.MinTokenTTL, time.Hour)},
+		{Name: "auth_backend", Set: shared.OneOf(&c.AuthBackend, "users", "keystone")},
+		{Name: "keystone_url", Set: shared.String(&c.KeystoneURL)},
+		{Name: "keystone_user_domain", Set: shared.String(&c.KeystoneUserDomain)},
+		{Name: "keystone_ca", Set: shared.Path(&c.KeystoneCA)},
+		{Name: "keystone_timeout", Set: shared.Duration(&c.KeystoneTimeout, time.Second, maxKeystoneTimeout)},
+		{Name: "admin_role", Set: shared.String(&c.AdminRole)},
+		{Name: "admin_project", Set: shared.String(&c.AdminProject)},
+		{Name: "users_file", Set: shared.Path(&c.UsersFile)},
+		{Name: "cache_ttl", Set: shared.Duration(&c.CacheTTL, time.Second, 24*time.Hour)},
+		{Name: "cache_size", Set: shared.Int(&c.CacheSize, 1, 1<<20)},
+		{Name: "backoff_free", Set: shared.Int(&c.BackoffFree, 1, 100)},
+		{Name: "backoff_max", Set: shared.Duration(&c.BackoffMax, time.Second, time.Hour)},
+		{Name: "keystone_lockout_attempts", Set: shared.Int(&c.KeystoneLockoutAttempts, 0, 100)},
+		{Name: "keystone_lockout_window", Set: shared.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
+		{Name: "state_directory", Set: shared.Path(&c.StateDirectory)},
+		{Name: "refresh_token_ttl", Set: shared.Duration(&c.RefreshTokenTTL, refresh.MinRefreshTokenTTL, refresh.MaxRefreshTokenTTL)},
+		{Name: "refresh_token_max", Set: shared.Int(&c.RefreshTokenMax, 1, refresh.MaxRefreshTokenMax)},
+		{Name: "keystone_service_user", Set: shared.String(&c.KeystoneServiceUser)},
+		{Name: "keystone_service_password_file", Set: shared.Path(&c.KeystoneServicePasswordFile)},
+		{Name: "keystone_service_project", Set: shared.String(&c.KeystoneServiceProject)},
+		{Name: "keystone_service_domain", Set: shared.String(&c.KeystoneServiceDomain)},
+		{Name: "keystone_recheck_interval", Set: shared.Duration(&c.KeystoneRecheckInterval, time.Minute, 24*time.Hour)},
+		{Name: "metrics_network", Repeat: true, Set: shared.Prefixes(&c.MetricsNetworks)},
+		{Name: "admin_user", Repeat: true, Set: shared.Strings(&c.AdminUsers)},
+		{Name: "public_namespace", Repeat: true, Set: shared.Strings(&c.PublicNamespaces)},
+		{Name: "public_repository", Repeat: true, Set: shared.Strings(&c.PublicRepositories)},
+		{Name: "reserved_namespace", Repeat: true, Set: shared.Strings(&c.ReservedNamespaces)},
 	}...)
+}
+
+// Keywords lists every keyword the configuration file accepts, in the order
+// of the keyword table.
+func Keywords() []string {
+	var names []string
+	for _, kw := range (&Config{}).keywords() {
+		names = append(names, kw.Name)
+	}
+	return names
+}
+
+// PolicyConfig is the policy part of the configuration.
+func (c *Config) PolicyConfig() access.PolicyConfig {
+	return access.PolicyConfig{
+		AdminUsers:         c.AdminUsers,
+		PublicNamespaces:   c.PublicNamespaces,
+		PublicRepositories: c.PublicRepositories,
+		ReservedNamespaces: c.ReservedNamespaces,
+	}
 }
 
 // pathList appends an absolute path, for repeatable path keywords.
 func pathList(dst *[]string) func(string) error {
 	return func(v string) error {
 		var p string
-		if err := config.Path(&p)(v); err != nil {
+		if err := shared.Path(&p)(v); err != nil {
 			return err
 		}
 		*dst = append(*dst, p)
@@ -191,6 +215,12 @@ func pathList(dst *[]string) func(string) error {
 // answering after a Keystone that hangs.
 const maxKeystoneTimeout = 8 * time.Second
 
+// DefaultMetricsNetworks is loopback only.
+var DefaultMetricsNetworks = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+}
+
 // builtinReserved are namespaces no user may own whatever the
 // configuration says: StarlingX mirrors upstream registries under their host
 // names (registry.local:9001/docker.io/…), so a user called "docker.io" must
@@ -200,9 +230,9 @@ var builtinReserved = []string{
 	"ghcr.io", "icr.io", "registry.local",
 }
 
-// backoffConfig is the Backoff configuration; the lockout cap applies to
+// BackoffConfig is the Backoff configuration; the lockout cap applies to
 // Keystone only.
-func (c *Config) backoffConfig() authn.BackoffConfig {
+func (c *Config) BackoffConfig() authn.BackoffConfig {
 	bc := authn.BackoffConfig{
 		Free:            c.BackoffFree,
 		Max:             c.BackoffMax,
@@ -215,10 +245,10 @@ func (c *Config) backoffConfig() authn.BackoffConfig {
 	return bc
 }
 
-// LoadConfig parses and validates the file at path, filling defaults.
-func LoadConfig(path string) (*Config, error) {
+// Load parses and validates the file at path, filling defaults.
+func Load(path string) (*Config, error) {
 	c := &Config{
-		Server:             config.DefaultServer(),
+		Server:             shared.DefaultServer(),
 		TokenTTL:           issuer.DefaultTokenTTL,
 		AuthBackend:        "users",
 		CacheTTL:           authn.DefaultCacheTTL,
@@ -236,11 +266,11 @@ func LoadConfig(path string) (*Config, error) {
 		KeystoneRecheckInterval: 15 * time.Minute,
 		// RefreshTokenTTL's default depends on the backend: see below.
 	}
-	if err := config.ParseFile(path, c.keywords()); err != nil {
+	if err := shared.ParseFile(path, c.keywords()); err != nil {
 		return nil, err
 	}
 	if len(c.MetricsNetworks) == 0 {
-		c.MetricsNetworks = defaultMetricsNetworks
+		c.MetricsNetworks = DefaultMetricsNetworks
 	}
 	if len(c.PublicNamespaces) == 0 {
 		c.PublicNamespaces = []string{"public"}
@@ -323,6 +353,9 @@ func (c *Config) validate() error {
 	}
 	if (c.AdminRole == "") != (c.AdminProject == "") {
 		errs = append(errs, errors.New("admin_role and admin_project go together: give both or neither"))
+	}
+	if _, err := access.NewPolicy(c.PolicyConfig()); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {
