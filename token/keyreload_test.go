@@ -2,61 +2,14 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"stx-registry/token/config"
+	"stx-registry/token/internal/fixture"
 	"stx-registry/token/issuer"
 	"testing"
 )
-
-// writeKey writes a new P-256 key to dir/name with the given mode.
-func writeKey(t *testing.T, dir, name string, mode os.FileMode) (string, *ecdsa.PrivateKey) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name)
-	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), mode)
-	os.Chmod(p, mode)
-	return p, k
-}
-
-// keyConfig is a valid configuration with the given signing keys.
-// goodConfig is a valid configuration, as in the config package's tests.
-const goodConfig = `# comment
-listen 127.0.0.1:9002
-tls_certificate /etc/stx/server.pem
-tls_key /etc/stx/server.key
-service registry.local:9001
-service 127.0.0.1:9001
-issuer stx-token-server
-signing_key /etc/stx/token.key
-users_file /etc/stx/users
-admin_user admin
-admin_user sysinv
-`
-
-func keyConfig(dir string, extra string, keys ...string) string {
-	conf := strings.Replace(goodConfig, "signing_key /etc/stx/token.key\n", "", 1)
-	for _, k := range keys {
-		conf += "signing_key " + k + "\n"
-	}
-	p := filepath.Join(dir, "stx-token-server.conf")
-	os.WriteFile(p, []byte(conf+extra), 0o600)
-	return p
-}
 
 func kidOf(t *testing.T, s *Server) string {
 	t.Helper()
@@ -69,10 +22,10 @@ func kidOf(t *testing.T, s *Server) string {
 
 func TestReloadSigningKeys(t *testing.T) {
 	dir := t.TempDir()
-	oldKey, _ := writeKey(t, dir, "old.key", 0o600)
-	newKey, nk := writeKey(t, dir, "new.key", 0o600)
-	badKey, _ := writeKey(t, dir, "bad.key", 0o644)
-	conf := keyConfig(dir, "", oldKey)
+	oldKey, _ := fixture.WriteKey(t, dir, "old.key", 0o600)
+	newKey, nk := fixture.WriteKey(t, dir, "new.key", 0o600)
+	badKey, _ := fixture.WriteKey(t, dir, "bad.key", 0o644)
+	conf := fixture.KeyConfig(dir, "", oldKey)
 	running, err := config.Load(conf)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +42,7 @@ func TestReloadSigningKeys(t *testing.T) {
 	newKid, _ := issuer.KeyID(nk.Public())
 
 	// Step 2 of a rotation: the new key signs, the old one stays listed.
-	keyConfig(dir, "", newKey, oldKey)
+	fixture.KeyConfig(dir, "", newKey, oldKey)
 	s.ReloadSigningKeys(conf, running)
 	if kidOf(t, s) != newKid || len(s.issuer.Load().PublicKeys()) != 2 {
 		t.Fatalf("after reload: signing kid %s, want %s", kidOf(t, s), newKid)
@@ -104,7 +57,7 @@ func TestReloadSigningKeys(t *testing.T) {
 		{"missing key", "", filepath.Join(dir, "gone.key"), "no such file"},
 		{"invalid file", "bogus_keyword 1\n", oldKey, "unknown keyword"},
 	} {
-		keyConfig(dir, tt.extra, tt.key)
+		fixture.KeyConfig(dir, tt.extra, tt.key)
 		logs.Reset()
 		s.ReloadSigningKeys(conf, running)
 		if kidOf(t, s) != newKid {
@@ -117,7 +70,7 @@ func TestReloadSigningKeys(t *testing.T) {
 
 	// Other changes are named as needing a restart; the keys still reload.
 	logs.Reset()
-	keyConfig(dir, "token_ttl 10m\n", oldKey)
+	fixture.KeyConfig(dir, "token_ttl 10m\n", oldKey)
 	s.ReloadSigningKeys(conf, running)
 	if kidOf(t, s) != oldKid || !strings.Contains(logs.String(), "need a restart") || !strings.Contains(logs.String(), "TokenTTL") {
 		t.Errorf("kid %s (want %s), log %s", kidOf(t, s), oldKid, logs.String())
@@ -126,13 +79,13 @@ func TestReloadSigningKeys(t *testing.T) {
 
 func TestRevokeCommand(t *testing.T) {
 	dir := t.TempDir()
-	key, _ := writeKey(t, dir, "k.key", 0o600)
-	state := stateDir(t)
-	conf := keyConfig(dir, "state_directory "+state+"\n", key)
-	clock := newClock()
+	key, _ := fixture.WriteKey(t, dir, "k.key", 0o600)
+	state := fixture.StateDir(t)
+	conf := fixture.KeyConfig(dir, "state_directory "+state+"\n", key)
+	clock := fixture.NewClock()
 	store := newStore(t, state, 10, clock)
 	for _, u := range []string{"alice", "alice", "bob"} {
-		if _, err := store.Issue(entry(u, "svc", clock.now(), 1<<40)); err != nil {
+		if _, err := store.Issue(entry(u, "svc", clock.Now(), 1<<40)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -146,7 +99,7 @@ func TestRevokeCommand(t *testing.T) {
 		{[]string{"-f", conf, "-all"}, "revoked 1 refresh tokens\n", ""},
 		{[]string{"-f", conf}, "", "usage error"},
 		{[]string{"-f", conf, "-all", "-user", "x"}, "", "usage error"},
-		{[]string{"-f", keyConfig(t.TempDir(), "", key), "-all"}, "", "state_directory is not configured"},
+		{[]string{"-f", fixture.KeyConfig(t.TempDir(), "", key), "-all"}, "", "state_directory is not configured"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
@@ -165,10 +118,10 @@ func TestRevokeCommand(t *testing.T) {
 
 func TestJWKSCommand(t *testing.T) {
 	dir := t.TempDir()
-	k1, _ := writeKey(t, dir, "k1.key", 0o600)
-	k2, _ := writeKey(t, dir, "k2.key", 0o600)
+	k1, _ := fixture.WriteKey(t, dir, "k1.key", 0o600)
+	k2, _ := fixture.WriteKey(t, dir, "k2.key", 0o600)
 	var out, errOut bytes.Buffer
-	if err := jwksMain([]string{"-f", keyConfig(dir, "", k1, k2)}, &out, &errOut); err != nil {
+	if err := jwksMain([]string{"-f", fixture.KeyConfig(dir, "", k1, k2)}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(out.String(), `"kid"`); n != 2 {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"stx-registry/token/authn"
+	"stx-registry/token/internal/fixture"
 	"stx-registry/token/keystone"
 	"stx-registry/token/keystone/keystonetest"
 	"stx-registry/token/refresh"
@@ -18,12 +19,12 @@ import (
 const otherService = "other.test:9001"
 
 // newRefreshServer is newTestServer with a refresh store on a fake clock.
-func newRefreshServer(t *testing.T, auth authn.Authenticator, ttl time.Duration) (*Server, *strings.Builder, *testClock) {
+func newRefreshServer(t *testing.T, auth authn.Authenticator, ttl time.Duration) (*Server, *strings.Builder, *fixture.Clock) {
 	t.Helper()
 	s, logs := newTestServer(t, auth)
-	clock := newClock()
-	store := newStore(t, stateDir(t), 100, clock)
-	s.refresh, s.refreshTTL, s.now = store, ttl, clock.now
+	clock := fixture.NewClock()
+	store := newStore(t, fixture.StateDir(t), 100, clock)
+	s.refresh, s.refreshTTL, s.now = store, ttl, clock.Now
 	s.services[otherService] = true
 	return s, logs, clock
 }
@@ -68,7 +69,7 @@ func TestRefreshGrant(t *testing.T) {
 	// docker pulls twice with the same refresh token: both work, and the
 	// reply carries the same token again (never rotated) and the scope.
 	for i := range 2 {
-		clock.add(10 * time.Minute)
+		clock.Add(10 * time.Minute)
 		r := do(t, h, refreshForm(rt, testService, "repository:alice/app:pull,push repository:bob/app:pull"))
 		if r.status != 200 {
 			t.Fatalf("refresh %d: %d %v", i, r.status, r.body)
@@ -109,7 +110,7 @@ func TestRefreshGrant(t *testing.T) {
 			t.Errorf("%s: %d %v; want 401 invalid_grant", tt.name, r.status, r.body)
 		}
 	}
-	clock.add(time.Hour)
+	clock.Add(time.Hour)
 	if r := do(t, h, refreshForm(rt, testService, "")); r.status != 401 || r.body["error"] != "invalid_grant" {
 		t.Errorf("expired: %d %v; want 401 invalid_grant", r.status, r.body)
 	}
@@ -190,7 +191,7 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 	if st := refresh(alice); st != 200 || fk.Lookups.Load() != 0 {
 		t.Fatalf("fresh token: %d, %d lookups; want 200 and none", st, fk.Lookups.Load())
 	}
-	clock.add(15 * time.Minute)
+	clock.Add(15 * time.Minute)
 	if st := refresh(alice); st != 200 || fk.Lookups.Load() != 1 {
 		t.Fatalf("due token: %d, %d lookups; want 200 and one", st, fk.Lookups.Load())
 	}
@@ -204,7 +205,7 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 		if st := refresh(tok); st != 401 {
 			t.Errorf("%s user: %d, want 401", name, st)
 		}
-		if _, err := s.refresh.Lookup(tok, testService, clock.now()); err == nil {
+		if _, err := s.refresh.Lookup(tok, testService, clock.Now()); err == nil {
 			t.Errorf("%s user's refresh token not revoked", name)
 		}
 	}
@@ -212,11 +213,11 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 	// Keystone down: allowed while the last check is within 2×interval,
 	// then 503.
 	fk.Set(func() { fk.Down = true })
-	clock.add(20 * time.Minute) // 20m since alice's last check: due, within 30m
+	clock.Add(20 * time.Minute) // 20m since alice's last check: due, within 30m
 	if st := refresh(alice); st != 200 {
 		t.Errorf("Keystone down, last check 20m ago: %d, want 200", st)
 	}
-	clock.add(11 * time.Minute) // 31m
+	clock.Add(11 * time.Minute) // 31m
 	if st := refresh(alice); st != 503 {
 		t.Errorf("Keystone down, last check 31m ago: %d, want 503", st)
 	}

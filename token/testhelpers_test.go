@@ -2,48 +2,21 @@ package main
 
 import (
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sync"
+	"stx-registry/token/internal/fixture"
 	"testing"
 	"time"
 
 	"stx-registry/token/refresh"
 )
 
-// testClock is an injected clock for expiry.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *testClock { return &testClock{t: time.Unix(1_800_000_000, 0)} }
-
-// stateDir is a fresh 0700 state directory.
-func stateDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "state")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // newStore is a refresh store in dir on clock, logging nowhere.
-func newStore(t testing.TB, dir string, max int, clock *testClock) *refresh.FileStore {
+func newStore(t testing.TB, dir string, max int, clock *fixture.Clock) *refresh.FileStore {
 	t.Helper()
 	s, err := refresh.NewFileStore(dir, max, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetClock(clock.now)
+	s.SetClock(clock.Now)
 	return s
 }
 

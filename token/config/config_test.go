@@ -6,24 +6,12 @@ import (
 	"strings"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
+	"stx-registry/token/internal/fixture"
 	"stx-registry/token/issuer"
 	"stx-registry/token/refresh"
 	"testing"
 	"time"
 )
-
-const goodConfig = `# comment
-listen 127.0.0.1:9002
-tls_certificate /etc/stx/server.pem
-tls_key /etc/stx/server.key
-service registry.local:9001
-service 127.0.0.1:9001
-issuer stx-token-server
-signing_key /etc/stx/token.key
-users_file /etc/stx/users
-admin_user admin
-admin_user sysinv
-`
 
 func loadString(t *testing.T, s string) (*Config, error) {
 	t.Helper()
@@ -33,7 +21,7 @@ func loadString(t *testing.T, s string) (*Config, error) {
 }
 
 func TestConfig(t *testing.T) {
-	c, err := loadString(t, goodConfig)
+	c, err := loadString(t, fixture.GoodConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +39,7 @@ func TestConfig(t *testing.T) {
 	if g := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
 		t.Errorf("user docker.io owns the docker.io mirror: %v", g)
 	}
-	c, err = loadString(t, goodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")
+	c, err = loadString(t, fixture.GoodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")
 	if err != nil || c.TokenTTL != 10*time.Minute || c.PublicNamespaces[0] != "shared" {
 		t.Errorf("overrides: %v %+v", err, c)
 	}
@@ -60,7 +48,7 @@ func TestConfig(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	without := func(kw string) string {
 		var out []string
-		for _, l := range strings.Split(goodConfig, "\n") {
+		for _, l := range strings.Split(fixture.GoodConfig, "\n") {
 			if !strings.HasPrefix(l, kw+" ") {
 				out = append(out, l)
 			}
@@ -68,27 +56,27 @@ func TestConfigErrors(t *testing.T) {
 		return strings.Join(out, "\n")
 	}
 	tests := []struct{ name, conf, want string }{
-		{"unknown keyword", goodConfig + "lsten 1.2.3.4:1\n", `unknown keyword "lsten"`},
-		{"duplicate", goodConfig + "issuer other\n", "duplicate"},
-		{"ttl too short", goodConfig + "token_ttl 30s\n", "token_ttl"},
-		{"ttl not a duration", goodConfig + "token_ttl soon\n", "token_ttl"},
-		{"relative path", goodConfig + "tls_ca x.pem\n", "unknown keyword"},
-		{"relative key", strings.Replace(goodConfig, "/etc/stx/token.key", "token.key", 1), "signing_key"},
-		{"wildcard listen", strings.Replace(goodConfig, "127.0.0.1:9002", "0.0.0.0:9002", 1), "listen"},
-		{"listen outside networks", strings.Replace(goodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1), "management_network"},
+		{"unknown keyword", fixture.GoodConfig + "lsten 1.2.3.4:1\n", `unknown keyword "lsten"`},
+		{"duplicate", fixture.GoodConfig + "issuer other\n", "duplicate"},
+		{"ttl too short", fixture.GoodConfig + "token_ttl 30s\n", "token_ttl"},
+		{"ttl not a duration", fixture.GoodConfig + "token_ttl soon\n", "token_ttl"},
+		{"relative path", fixture.GoodConfig + "tls_ca x.pem\n", "unknown keyword"},
+		{"relative key", strings.Replace(fixture.GoodConfig, "/etc/stx/token.key", "token.key", 1), "signing_key"},
+		{"wildcard listen", strings.Replace(fixture.GoodConfig, "127.0.0.1:9002", "0.0.0.0:9002", 1), "listen"},
+		{"listen outside networks", strings.Replace(fixture.GoodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1), "management_network"},
 		{"no service", without("service"), "service is required"},
 		{"no issuer", without("issuer"), "issuer is required"},
 		{"no signing key", without("signing_key"), "signing_key is required"},
 		{"no users file", without("users_file"), "users_file is required"},
-		{"duplicate service", goodConfig + "service registry.local:9001\n", "listed twice"},
-		{"bad backend", goodConfig + "auth_backend ldap\n", "auth_backend"},
-		{"bad tls version", goodConfig + "tls_min_version 1.0\n", "tls_min_version"},
-		{"backoff_free zero", goodConfig + "backoff_free 0\n", "backoff_free"},
-		{"backoff_max too long", goodConfig + "backoff_max 2h\n", "backoff_max"},
-		{"lockout one", goodConfig + "keystone_lockout_attempts 1\n", "keystone_lockout_attempts 1"},
-		{"lockout negative", goodConfig + "keystone_lockout_attempts -1\n", "keystone_lockout_attempts"},
-		{"lockout window short", goodConfig + "keystone_lockout_window 10s\n", "keystone_lockout_window"},
-		{"metrics network unmasked", goodConfig + "metrics_network 10.0.0.1/8\n", "metrics_network"},
+		{"duplicate service", fixture.GoodConfig + "service registry.local:9001\n", "listed twice"},
+		{"bad backend", fixture.GoodConfig + "auth_backend ldap\n", "auth_backend"},
+		{"bad tls version", fixture.GoodConfig + "tls_min_version 1.0\n", "tls_min_version"},
+		{"backoff_free zero", fixture.GoodConfig + "backoff_free 0\n", "backoff_free"},
+		{"backoff_max too long", fixture.GoodConfig + "backoff_max 2h\n", "backoff_max"},
+		{"lockout one", fixture.GoodConfig + "keystone_lockout_attempts 1\n", "keystone_lockout_attempts 1"},
+		{"lockout negative", fixture.GoodConfig + "keystone_lockout_attempts -1\n", "keystone_lockout_attempts"},
+		{"lockout window short", fixture.GoodConfig + "keystone_lockout_window 10s\n", "keystone_lockout_window"},
+		{"metrics network unmasked", fixture.GoodConfig + "metrics_network 10.0.0.1/8\n", "metrics_network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,13 +87,13 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 	// A listen address inside a management network is fine.
-	if _, err := loadString(t, strings.Replace(goodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1)+"management_network 192.168.204.0/24\n"); err != nil {
+	if _, err := loadString(t, strings.Replace(fixture.GoodConfig, "127.0.0.1:9002", "192.168.204.2:9002", 1)+"management_network 192.168.204.0/24\n"); err != nil {
 		t.Errorf("management network: %v", err)
 	}
 }
 
 func TestConfigBackoff(t *testing.T) {
-	c, err := loadString(t, goodConfig)
+	c, err := loadString(t, fixture.GoodConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +105,7 @@ func TestConfigBackoff(t *testing.T) {
 	if bc := c.BackoffConfig(); bc.LockoutAttempts != 0 || bc.Free != 3 || bc.Max != 5*time.Minute {
 		t.Errorf("users backend: %+v", bc)
 	}
-	ks := strings.Replace(goodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
+	ks := strings.Replace(fixture.GoodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
 	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
 	if err != nil {
 		t.Fatal(err)
@@ -136,25 +124,25 @@ func TestConfigBackoff(t *testing.T) {
 }
 
 func TestConfigRefresh(t *testing.T) {
-	ks := strings.Replace(goodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
+	ks := strings.Replace(fixture.GoodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
 	svc := "keystone_service_user registry\nkeystone_service_password_file /etc/stx/registry-pw\nkeystone_service_project services\n"
 	tests := []struct {
 		name, conf string
 		ttl        time.Duration // want, when no error
 		want       string        // error substring
 	}{
-		{"users default", goodConfig + "state_directory /var/lib/stx\n", refresh.DefaultRefreshTokenTTL, ""},
-		{"users 90 days", goodConfig + "refresh_token_ttl 2160h\n", refresh.MaxRefreshTokenTTL, ""},
+		{"users default", fixture.GoodConfig + "state_directory /var/lib/stx\n", refresh.DefaultRefreshTokenTTL, ""},
+		{"users 90 days", fixture.GoodConfig + "refresh_token_ttl 2160h\n", refresh.MaxRefreshTokenTTL, ""},
 		{"keystone default without service user", ks, refresh.MaxUncheckedRefreshTTL, ""},
 		{"keystone default with service user", ks + svc, refresh.DefaultRefreshTokenTTL, ""},
 		{"keystone 24h", ks + "refresh_token_ttl 24h\n", 24 * time.Hour, ""},
 		{"keystone over 24h", ks + "refresh_token_ttl 25h\n", 0, "the maximum is 24h"},
-		{"over 90 days", goodConfig + "refresh_token_ttl 2161h\n", 0, "refresh_token_ttl"},
-		{"under a minute", goodConfig + "refresh_token_ttl 59s\n", 0, "refresh_token_ttl"},
-		{"relative state directory", goodConfig + "state_directory state\n", 0, "state_directory"},
-		{"max zero", goodConfig + "refresh_token_max 0\n", 0, "refresh_token_max"},
+		{"over 90 days", fixture.GoodConfig + "refresh_token_ttl 2161h\n", 0, "refresh_token_ttl"},
+		{"under a minute", fixture.GoodConfig + "refresh_token_ttl 59s\n", 0, "refresh_token_ttl"},
+		{"relative state directory", fixture.GoodConfig + "state_directory state\n", 0, "state_directory"},
+		{"max zero", fixture.GoodConfig + "refresh_token_max 0\n", 0, "refresh_token_max"},
 		{"service user alone", ks + "keystone_service_user registry\n", 0, "give all three or none"},
-		{"service user with users backend", goodConfig + svc, 0, "needs auth_backend keystone"},
+		{"service user with users backend", fixture.GoodConfig + svc, 0, "needs auth_backend keystone"},
 		{"recheck too short", ks + svc + "keystone_recheck_interval 30s\n", 0, "keystone_recheck_interval"},
 	}
 	for _, tt := range tests {
@@ -204,7 +192,7 @@ func TestKeywords(t *testing.T) {
 
 // Validation reports every error at once, policy errors included.
 func TestConfigAllErrors(t *testing.T) {
-	_, err := loadString(t, goodConfig+"admin_role r\npublic_namespace Public\nservice registry.local:9001\n")
+	_, err := loadString(t, fixture.GoodConfig+"admin_role r\npublic_namespace Public\nservice registry.local:9001\n")
 	if err == nil {
 		t.Fatal("accepted")
 	}

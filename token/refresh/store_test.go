@@ -8,44 +8,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"stx-registry/token/internal/fixture"
 	"sync"
 	"testing"
 	"time"
 )
 
-// testClock is an injected clock for expiry.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *testClock { return &testClock{t: time.Unix(1_800_000_000, 0)} }
-
-// stateDir is a fresh 0700 state directory.
-func stateDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "state")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func newStore(t testing.TB, dir string, max int, clock *testClock) (*FileStore, *bytes.Buffer) {
+func newStore(t testing.TB, dir string, max int, clock *fixture.Clock) (*FileStore, *bytes.Buffer) {
 	t.Helper()
 	logs := &bytes.Buffer{}
 	s, err := NewFileStore(dir, max, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.now = clock.now
+	s.now = clock.Now
 	return s, logs
 }
 
@@ -66,10 +42,10 @@ func entry(user, service string, now time.Time, ttl time.Duration) Entry {
 }
 
 func TestRefreshStoreRoundTrip(t *testing.T) {
-	clock := newClock()
-	dir := stateDir(t)
+	clock := fixture.NewClock()
+	dir := fixture.StateDir(t)
 	s, _ := newStore(t, dir, 10, clock)
-	now := clock.now()
+	now := clock.Now()
 	tok, err := s.Issue(Entry{Subject: "alice", Admin: true, Service: "svc", Created: now, Expires: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -132,10 +108,10 @@ func TestRefreshStoreRoundTrip(t *testing.T) {
 }
 
 func TestRefreshStoreRevoke(t *testing.T) {
-	clock := newClock()
-	dir := stateDir(t)
+	clock := fixture.NewClock()
+	dir := fixture.StateDir(t)
 	daemon, _ := newStore(t, dir, 100, clock)
-	now := clock.now()
+	now := clock.Now()
 	var alice, bob []string
 	for range 3 {
 		a, err := daemon.Issue(entry("alice", "svc", now, time.Hour))
@@ -186,11 +162,11 @@ func TestRefreshStoreRevoke(t *testing.T) {
 // daemon and a second instance, or the revoke command) write at once:
 // nothing is lost.
 func TestRefreshStoreConcurrentWriters(t *testing.T) {
-	clock := newClock()
-	dir := stateDir(t)
+	clock := fixture.NewClock()
+	dir := fixture.StateDir(t)
 	a, _ := newStore(t, dir, 1000, clock)
 	b, _ := newStore(t, dir, 1000, clock)
-	now := clock.now()
+	now := clock.Now()
 	const per = 25
 	var wg sync.WaitGroup
 	toks := make([][]string, 4)
@@ -228,9 +204,9 @@ func TestRefreshStoreConcurrentWriters(t *testing.T) {
 }
 
 func TestRefreshStorePurgeAndBound(t *testing.T) {
-	clock := newClock()
-	s, _ := newStore(t, stateDir(t), 3, clock)
-	now := clock.now()
+	clock := fixture.NewClock()
+	s, _ := newStore(t, fixture.StateDir(t), 3, clock)
+	now := clock.Now()
 	short, err := s.Issue(entry("a", "svc", now, time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -244,14 +220,14 @@ func TestRefreshStorePurgeAndBound(t *testing.T) {
 		t.Fatalf("4th entry with refresh_token_max 3: %v, want ErrStoreFull", err)
 	}
 	// Once the short one expires, the next write purges it and makes room.
-	clock.add(time.Minute)
-	if _, err := s.Issue(entry("c", "svc", clock.now(), time.Hour)); err != nil {
+	clock.Add(time.Minute)
+	if _, err := s.Issue(entry("c", "svc", clock.Now(), time.Hour)); err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
 	if s.Len() != 3 {
 		t.Errorf("%d entries, want 3", s.Len())
 	}
-	if _, err := s.Lookup(short, "svc", clock.now()); !errors.Is(err, ErrUnknown) {
+	if _, err := s.Lookup(short, "svc", clock.Now()); !errors.Is(err, ErrUnknown) {
 		t.Errorf("purged token: %v, want ErrUnknown", err)
 	}
 }
@@ -281,10 +257,10 @@ func TestRefreshStoreDirectoryChecks(t *testing.T) {
 // stops the store; bad lines are logged with their numbers, good entries
 // kept, and the damaged original saved before the next rewrite.
 func TestRefreshStoreDamaged(t *testing.T) {
-	clock := newClock()
-	now := clock.now()
+	clock := fixture.NewClock()
+	now := clock.Now()
 	// Three good tokens to damage the file around.
-	seed := stateDir(t)
+	seed := fixture.StateDir(t)
 	s, _ := newStore(t, seed, 10, clock)
 	var toks []string
 	for _, u := range []string{"alice", "bob", "carol"} {
@@ -365,7 +341,7 @@ func TestRefreshStoreDamaged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := stateDir(t)
+			dir := fixture.StateDir(t)
 			path := filepath.Join(dir, refreshFileName)
 			os.WriteFile(path, []byte(tt.file), 0o600)
 			s, logs := newStore(t, dir, 10, clock)
