@@ -74,6 +74,7 @@ import (
 	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/server"
 	"syscall"
 	"time"
 
@@ -158,7 +159,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 		return nil
 	}
 	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
-		"algorithm", srv.issuer.Load().Algorithm(), "backend", cfg.AuthBackend,
+		"algorithm", srv.Issuer().Algorithm(), "backend", cfg.AuthBackend,
 		"refresh_tokens", cfg.StateDirectory != "")
 	return serve.Run(ctx, serve.Options{
 		Addr:     cfg.Listen,
@@ -173,12 +174,12 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 
 // newServer builds everything the daemon needs from a validated config, so
 // that -t checks exactly what a start would.
-func newServer(cfg *config.Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error) {
+func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.Reloader, error) {
 	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	issuer, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
+	iss, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,32 +237,26 @@ func newServer(cfg *config.Config, log *slog.Logger) (*Server, *tlsconf.Reloader
 		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
 		Backoff: cfg.BackoffConfig(),
 	}, m)
-	services := make(map[string]bool, len(cfg.Services))
-	for _, s := range cfg.Services {
-		services[s] = true
-	}
 	var store refresh.Store
 	if cfg.StateDirectory != "" {
 		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
 			return nil, nil, err
 		}
 	}
-	srv := &Server{
-		auth:        auth,
-		policy:      policy,
-		services:    services,
-		audit:       &Audit{log: log},
-		log:         log,
-		now:         time.Now,
-		metrics:     m,
-		metricsNets: cfg.MetricsNetworks,
-		ready:       ready,
-		backendName: cfg.AuthBackend,
-		refresh:     store,
-		refreshTTL:  cfg.RefreshTokenTTL,
-		users:       users,
-		recheck:     recheck,
-	}
-	srv.issuer.Store(issuer)
+	srv := server.New(server.Options{
+		Auth:            auth,
+		Policy:          policy,
+		Issuer:          iss,
+		Services:        cfg.Services,
+		Log:             log,
+		Metrics:         m,
+		MetricsNetworks: cfg.MetricsNetworks,
+		Ready:           ready,
+		BackendName:     cfg.AuthBackend,
+		Refresh:         store,
+		RefreshTTL:      cfg.RefreshTokenTTL,
+		Users:           users,
+		Recheck:         recheck,
+	})
 	return srv, tlsr, nil
 }

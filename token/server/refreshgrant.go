@@ -1,4 +1,4 @@
-package main
+package server
 
 // The refresh side of the token endpoint: issuing a refresh token on an
 // offline login, and the grant_type=refresh_token exchange (FACTS §2: docker

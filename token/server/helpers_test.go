@@ -1,10 +1,9 @@
-package main
+package server
 
 import (
 	"log/slog"
 	"stx-registry/token/internal/fixture"
 	"testing"
-	"time"
 
 	"stx-registry/token/refresh"
 )
@@ -18,8 +17,4 @@ func newStore(t testing.TB, dir string, max int, clock *fixture.Clock) *refresh.
 	}
 	s.SetClock(clock.Now)
 	return s
-}
-
-func entry(user, service string, now time.Time, ttl time.Duration) refresh.Entry {
-	return refresh.Entry{Subject: user, Service: service, Created: now, Expires: now.Add(ttl)}
 }

@@ -1,10 +1,10 @@
-package main
+package server
 
 // Benchmarks of the whole token path in process, for profiling (make bench
 // measures the daemon over TLS; this finds where its time goes):
 //
-//	go test -run '^$' -bench TokenHandler -cpuprofile cpu.out ./token
-//	go tool pprof -top token.test cpu.out
+//	go test -run '^$' -bench TokenHandler -cpuprofile cpu.out ./token/server
+//	go tool pprof -top server.test cpu.out
 
 import (
 	"encoding/json"
@@ -47,9 +47,10 @@ func newBenchServer(b *testing.B) *Server {
 		b.Fatal(err)
 	}
 	m := metrics.NewMetrics("users", "bench")
-	auth := authn.NewCredentialCache(
-		authn.NewBackoff(authn.NewCountingBackend(uf, m), authn.BackoffConfig{Free: authn.DefaultBackoffFree, Max: authn.DefaultBackoffMax}, m),
-		authn.CacheConfig{TTL: authn.DefaultCacheTTL, Size: authn.DefaultCacheSize, Domain: "Default"}, m)
+	auth := authn.Chain(uf, authn.ChainConfig{
+		Cache:   authn.CacheConfig{TTL: authn.DefaultCacheTTL, Size: authn.DefaultCacheSize, Domain: "Default"},
+		Backoff: authn.BackoffConfig{Free: authn.DefaultBackoffFree, Max: authn.DefaultBackoffMax},
+	}, m)
 	s, _ := newTestServer(b, auth)
 	s.log, s.audit, s.metrics = log, &Audit{log: log}, m
 	s.refresh, s.refreshTTL, s.users = store, refresh.DefaultRefreshTokenTTL, authn.NewUsersFileChecker(uf)

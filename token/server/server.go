@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -56,6 +56,52 @@ type Server struct {
 	users      authn.UserChecker // re-checks a refresh token's user; nil: no re-check
 	recheck    time.Duration     // how old a check may be before the next; 0: every refresh
 }
+
+// Options are what New needs; each field is described on Server.
+type Options struct {
+	Auth            authn.Authenticator // the whole chain, see authn.Chain
+	Policy          *access.Policy
+	Issuer          *issuer.Issuer
+	Services        []string // service: the audiences tokens may be issued for
+	Log             *slog.Logger
+	Metrics         *metrics.Metrics
+	MetricsNetworks []netip.Prefix // metrics_network; nil means loopback only
+	Ready           authn.Checker  // the backend's readiness check, or nil
+	BackendName     string         // auth_backend
+	Refresh         refresh.Store  // nil: refresh tokens are off
+	RefreshTTL      time.Duration
+	Users           authn.UserChecker // nil: no re-check of refresh tokens' users
+	Recheck         time.Duration     // 0: re-check on every refresh
+}
+
+// New builds the server from o.
+func New(o Options) *Server {
+	services := make(map[string]bool, len(o.Services))
+	for _, s := range o.Services {
+		services[s] = true
+	}
+	s := &Server{
+		auth:        o.Auth,
+		policy:      o.Policy,
+		services:    services,
+		audit:       &Audit{log: o.Log},
+		log:         o.Log,
+		now:         time.Now,
+		metrics:     o.Metrics,
+		metricsNets: o.MetricsNetworks,
+		ready:       o.Ready,
+		backendName: o.BackendName,
+		refresh:     o.Refresh,
+		refreshTTL:  o.RefreshTTL,
+		users:       o.Users,
+		recheck:     o.Recheck,
+	}
+	s.issuer.Store(o.Issuer)
+	return s
+}
+
+// Issuer is the issuer signing now.
+func (s *Server) Issuer() *issuer.Issuer { return s.issuer.Load() }
 
 // Handler routes the token server's few paths. Every reply, errors and 404s
 // included, is JSON.
