@@ -64,6 +64,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -84,48 +85,67 @@ import (
 	"stx-registry/shared/tlsconf"
 )
 
+// usage is the synopsis printed, with the daemon's flags, on a usage error.
+const usage = `usage: stx-token-server [-f CONFIG] [-t]
+       stx-token-server passwd -f USERS_FILE [-d] USER
+       stx-token-server revoke [-f CONFIG] (-user USER | -all)
+       stx-token-server jwks [-f CONFIG]
+       stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]
+       stx-token-server -version
+`
+
+// main dispatches to the subcommand named by the first argument, or runs
+// the daemon.
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
+	cmd := ""
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	var err error
+	switch cmd {
+	case "probe":
 		os.Exit(probeMain(os.Args[2:]))
+	case "passwd":
+		err = passwdMain(os.Args[2:], os.Stdin, os.Stderr)
+	case "revoke":
+		err = revokeMain(os.Args[2:], os.Stdout, os.Stderr)
+	case "jwks":
+		err = jwksMain(os.Args[2:], os.Stdout, os.Stderr)
+	default:
+		err = daemonMain(os.Args[1:], os.Stdout, os.Stderr)
 	}
-	if len(os.Args) > 1 && os.Args[1] == "passwd" {
-		if err := passwdMain(os.Args[2:], os.Stdin, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
+	if err != nil {
+		fatal(err)
 	}
-	if len(os.Args) > 1 && os.Args[1] == "revoke" {
-		if err := revokeMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "jwks" {
-		if err := jwksMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
-	}
+}
+
+// daemonMain parses the daemon's flags and runs it until SIGTERM or SIGINT,
+// or checks the configuration (-t), or prints the version.
+func daemonMain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stx-token-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage // the flag package printed the error and the usage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "stx-token-server: unexpected argument %q\n", fs.Arg(0))
-		os.Exit(2)
+		fmt.Fprintf(stderr, "stx-token-server: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
 	}
 	if *version {
-		fmt.Println("stx-token-server", buildinfo.Version())
-		return
+		_, err := fmt.Fprintln(stdout, "stx-token-server", buildinfo.Version())
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, *file, *check); err != nil {
-		fatal(err)
-	}
+	return run(ctx, *file, *check)
 }
 
 // fatal is the one way out on error: the message, with a hint for the

@@ -27,11 +27,11 @@ func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		os.Exit(2)
+		return errUsage
 	}
 	if *file == "" || fs.NArg() != 1 {
 		fs.Usage()
-		os.Exit(2)
+		return errUsage
 	}
 	user := fs.Arg(0)
 	if *del {
