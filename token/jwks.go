@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
 	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 )

@@ -68,6 +68,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"syscall"
+	"time"
+
+	"stx-registry/shared/buildinfo"
+	"stx-registry/shared/logging"
+	"stx-registry/shared/serve"
+	"stx-registry/shared/tlsconf"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/config"
@@ -76,13 +83,6 @@ import (
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
 	"stx-registry/token/server"
-	"syscall"
-	"time"
-
-	"stx-registry/shared/buildinfo"
-	"stx-registry/shared/logging"
-	"stx-registry/shared/serve"
-	"stx-registry/shared/tlsconf"
 )
 
 // usage is the synopsis printed, with the daemon's flags, on a usage error.
@@ -248,7 +248,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	default:
 		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
-	m := metrics.NewMetrics(cfg.AuthBackend, buildinfo.Version())
+	m := metrics.New(cfg.AuthBackend, buildinfo.Version())
 	var ready authn.Checker
 	if ch, ok := backend.(authn.Checker); ok {
 		ready = ch

@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"stx-registry/token/access"
-	"stx-registry/token/authn"
 	"syscall"
 	"unsafe"
+
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
 )
 
 // passwdMain implements "stx-token-server passwd -f FILE [-d] USER". The

@@ -4,11 +4,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"stx-registry/token/config"
-	"stx-registry/token/issuer"
 
 	"stx-registry/shared/probe"
 	"stx-registry/shared/tlsconf"
+	"stx-registry/token/config"
+	"stx-registry/token/issuer"
 )
 
 // probeMain is "stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]", the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
 	"stx-registry/token/config"
 	"stx-registry/token/refresh"
 )

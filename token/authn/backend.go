@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"stx-registry/token/access"
 	"time"
+
+	"stx-registry/token/access"
 )
 
 // Credentials are what a client presented in one token request. The password

@@ -7,10 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"stx-registry/token/access"
-	"stx-registry/token/metrics"
 	"sync"
 	"time"
+
+	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 )
 
 // Backoff defaults and fixed parameters.

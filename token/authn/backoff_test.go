@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"stx-registry/token/metrics"
 	"testing"
 	"time"
+
+	"stx-registry/token/metrics"
 )
 
 var defaultBackoff = BackoffConfig{
@@ -25,7 +26,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func newTestBackoff(cfg BackoffConfig, users map[string]string) (*Backoff, *fakeAuth, *fakeClock, *metrics.Metrics) {
 	backend := &fakeAuth{users: users}
-	m := metrics.NewMetrics("keystone", "test")
+	m := metrics.New("keystone", "test")
 	b := NewBackoff(backend, cfg, m)
 	clk := &fakeClock{time.Unix(1_000_000, 0)}
 	b.now = clk.now

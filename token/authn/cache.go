@@ -6,10 +6,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"stx-registry/token/access"
-	"stx-registry/token/metrics"
 	"sync"
 	"time"
+
+	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 )
 
 const (

@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"stx-registry/token/access"
-	"stx-registry/token/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"stx-registry/token/access"
+	"stx-registry/token/metrics"
 )
 
 func TestCredentialCache(t *testing.T) {
 	backend := &fakeAuth{users: map[string]string{"alice": "pw-a", "bob": "pw-b", "carol": "pw-c"}}
-	m := metrics.NewMetrics("users", "test")
+	m := metrics.New("users", "test")
 	c := NewCredentialCache(backend, CacheConfig{TTL: time.Minute, Size: 2, Domain: "Default"}, m)
 	now := time.Unix(1_000_000, 0)
 	c.now = func() time.Time { return now }
@@ -154,7 +155,7 @@ func TestCredentialCacheSingleflight(t *testing.T) {
 				started:  make(chan struct{}, 100),
 				release:  make(chan struct{}),
 			}
-			m := metrics.NewMetrics("users", "test")
+			m := metrics.New("users", "test")
 			c := NewCredentialCache(backend, CacheConfig{TTL: time.Minute, Size: 10}, m)
 			const n = 20
 			var wg sync.WaitGroup

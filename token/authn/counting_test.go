@@ -24,7 +24,7 @@ func (s stepAuth) Authenticate(context.Context, Credentials) (access.Identity, e
 }
 
 func TestMetricsGolden(t *testing.T) {
-	m := metrics.NewMetrics("keystone", `v1.2.3 "dirty"`)
+	m := metrics.New("keystone", `v1.2.3 "dirty"`)
 	for _, r := range metrics.RequestResults {
 		m.Request(r)
 	}

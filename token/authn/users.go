@@ -12,11 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"stx-registry/token/access"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"stx-registry/token/access"
 )
 
 // The users file is the embedded default backend: one "name:bcrypt-hash" per

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"time"
+
+	shared "stx-registry/shared/config"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
 	"stx-registry/token/refresh"
-	"time"
-
-	shared "stx-registry/shared/config"
 )
 
 // DefaultFile is where the daemon looks without -f.

@@ -4,13 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
+	"time"
+
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/internal/fixture"
 	"stx-registry/token/issuer"
 	"stx-registry/token/refresh"
-	"testing"
-	"time"
 )
 
 func loadString(t *testing.T, s string) (*Config, error) {

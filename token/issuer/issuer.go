@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"stx-registry/token/access"
 	"time"
+
+	"stx-registry/token/access"
 )
 
 const (

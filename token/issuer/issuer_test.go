@@ -18,13 +18,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"stx-registry/token/access"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
+
+	"stx-registry/token/access"
 )
 
 const (

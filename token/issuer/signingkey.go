@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"os"
 	"strings"
+
 	"stx-registry/token/access"
 )
 

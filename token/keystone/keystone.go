@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"stx-registry/token/access"
-	"stx-registry/token/authn"
 	"sync"
 	"time"
 
@@ -23,6 +21,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	"stx-registry/shared/tlsconf"
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
 )
 
 const (

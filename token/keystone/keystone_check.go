@@ -12,10 +12,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"stx-registry/token/authn"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+
+	"stx-registry/token/authn"
 )
 
 // serviceTokenMargin: a cached service token closer than this to its

@@ -19,8 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"stx-registry/token/access"
-	"stx-registry/token/authn"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +26,8 @@ import (
 	"time"
 
 	"stx-registry/shared/tlsconf/tlstest"
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
 )
 
 // The real Keystone (ops/test-keystone.sh) is started at most once per test

@@ -54,8 +54,8 @@ var BackendResults = [...]string{"success", "bad_credentials", "rate_limited", "
 // Keystone login about 200 ms, and keystone_timeout is at most 8 s.
 var durationBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// NewMetrics returns zeroed metrics for the named backend and build version.
-func NewMetrics(backend, version string) *Metrics {
+// New returns zeroed metrics for the named backend and build version.
+func New(backend, version string) *Metrics {
 	return &Metrics{backend: backend, version: version}
 }
 

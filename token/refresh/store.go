@@ -20,11 +20,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"stx-registry/token/access"
-	"stx-registry/token/authn"
 	"sync"
 	"syscall"
 	"time"
+
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
 )
 
 const (

@@ -8,10 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"stx-registry/token/internal/fixture"
 	"sync"
 	"testing"
 	"time"
+
+	"stx-registry/token/internal/fixture"
 )
 
 func newStore(t testing.TB, dir string, max int, clock *fixture.Clock) (*FileStore, *bytes.Buffer) {

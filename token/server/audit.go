@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+
 	"stx-registry/token/access"
 )
 

@@ -16,10 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
+
 	"stx-registry/token/authn"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
-	"testing"
 )
 
 // newBenchServer is newTestServer with the daemon's real authentication
@@ -46,7 +47,7 @@ func newBenchServer(b *testing.B) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := metrics.NewMetrics("users", "bench")
+	m := metrics.New("users", "bench")
 	auth := authn.Chain(uf, authn.ChainConfig{
 		Cache:   authn.CacheConfig{TTL: authn.DefaultCacheTTL, Size: authn.DefaultCacheSize, Domain: "Default"},
 		Backoff: authn.BackoffConfig{Free: authn.DefaultBackoffFree, Max: authn.DefaultBackoffMax},

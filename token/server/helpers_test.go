@@ -2,9 +2,9 @@ package server
 
 import (
 	"log/slog"
-	"stx-registry/token/internal/fixture"
 	"testing"
 
+	"stx-registry/token/internal/fixture"
 	"stx-registry/token/refresh"
 )
 

@@ -3,6 +3,7 @@ package server
 import (
 	"reflect"
 	"slices"
+
 	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 )

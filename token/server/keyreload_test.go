@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"testing"
+
 	"stx-registry/token/config"
 	"stx-registry/token/internal/fixture"
 	"stx-registry/token/issuer"
-	"testing"
 )
 
 func kidOf(t *testing.T, s *Server) string {

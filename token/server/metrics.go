@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"net/netip"
+
 	"stx-registry/token/metrics"
 )
 

@@ -1,17 +1,15 @@
 package server
 
 import (
-	"flag"
 	"net/http/httptest"
 	"net/netip"
-	"stx-registry/token/metrics"
 	"testing"
+
+	"stx-registry/token/metrics"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata")
-
 func TestMetricsHandler(t *testing.T) {
-	m := metrics.NewMetrics("users", "test")
+	m := metrics.New("users", "test")
 	nets := []netip.Prefix{netip.MustParsePrefix("192.168.204.0/24"), netip.MustParsePrefix("::1/128")}
 	h := MetricsHandler(m, nets)
 	tests := []struct {

@@ -9,10 +9,11 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
+
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/refresh"
-	"time"
 )
 
 // errRefreshUserGone is the audit reason when the re-check found the user

@@ -7,13 +7,14 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"testing"
+	"time"
+
 	"stx-registry/token/authn"
 	"stx-registry/token/internal/fixture"
 	"stx-registry/token/keystone"
 	"stx-registry/token/keystone/keystonetest"
 	"stx-registry/token/refresh"
-	"testing"
-	"time"
 )
 
 const otherService = "other.test:9001"

@@ -12,14 +12,15 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"time"
+
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
-	"sync/atomic"
-	"time"
 )
 
 // Bounds on what a client may send. Headers as a whole are bounded by the
@@ -113,7 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/readyz", s.readyz)
 	m, nets := s.metrics, s.metricsNets
 	if m == nil {
-		m = metrics.NewMetrics(s.backendName, "")
+		m = metrics.New(s.backendName, "")
 	}
 	if nets == nil {
 		nets = config.DefaultMetricsNetworks

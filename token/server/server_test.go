@@ -15,14 +15,15 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"stx-registry/token/access"
-	"stx-registry/token/authn"
-	"stx-registry/token/issuer"
-	"stx-registry/token/metrics"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
+	"stx-registry/token/metrics"
 )
 
 // fakeAuth is an Authenticator with fixed users, counting its calls. The
@@ -69,7 +70,7 @@ func newTestServer(t testing.TB, auth authn.Authenticator) (*Server, *strings.Bu
 		audit:    &Audit{log: log},
 		log:      log,
 		now:      time.Now,
-		metrics:  metrics.NewMetrics("users", "test"),
+		metrics:  metrics.New("users", "test"),
 	}
 	s.issuer.Store(iss)
 	return s, logs
