@@ -40,8 +40,11 @@
 // logged and the old one kept); all three are also re-read when they
 // change. The configuration file is read only at start.
 //
-// Exit status: 0 after a clean shutdown, -t success or -version; 1 on any
-// error, with "stx-registry: " and the reason on standard error.
+// Exit status: 0 after a clean shutdown, -t success, -h or -version; 2 on
+// a usage error, with the usage text; 1 on any other error. Errors are
+// printed on standard error after "stx-registry: ". A configuration file
+// with several errors reports them all, one per line. -version prints
+// "stx-registry" and the version.
 package main
 
 import (
@@ -51,11 +54,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"stx-registry/registry/app"
+	"stx-registry/registry/config"
+	"stx-registry/registry/storageroot"
+	"stx-registry/registry/tokenauth"
 	"stx-registry/shared/buildinfo"
 	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
@@ -66,62 +72,88 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probeMain(os.Args[2:]))
 	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageLine is the synopsis printed with -h and with every usage error.
+const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration]"
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // configuration, storage, certificate, listen or serve error
+	exitUsage = 2 // bad flags or arguments
+)
+
+// cli runs stx-registry with args (without the program name) and returns
+// the exit status. Errors go to stderr with "stx-registry: " in front; a
+// usage error is followed by the usage text.
+func cli(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stx-registry", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // parse errors go through fatal
-	configFile := fs.String("f", defaultConfigFile, "configuration `file`")
+	fs.SetOutput(io.Discard) // parse errors are printed below, with the usage
+	configFile := fs.String("f", config.DefaultFile, "configuration `file`")
 	checkOnly := fs.Bool("t", false, "check the configuration, storage root and certificates, then exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, usageLine)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	usageError := func(err error) int {
+		fmt.Fprintf(stderr, "stx-registry: %v\n", err)
+		usage(stderr)
+		return exitUsage
+	}
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fmt.Fprintln(os.Stdout, "usage: stx-registry [-t] [-f file] | -version")
-			fs.PrintDefaults()
-			return
+			usage(stdout)
+			return exitOK
 		}
-		fatal(fmt.Errorf("%w (see stx-registry -h)", err))
+		return usageError(err)
 	}
 	if fs.NArg() > 0 {
-		fatal(fmt.Errorf("unexpected argument %q: stx-registry takes only flags", fs.Arg(0)))
+		return usageError(fmt.Errorf("unexpected argument %q: stx-registry takes only flags", fs.Arg(0)))
 	}
 	if *showVersion {
-		fmt.Println(buildinfo.Version())
-		return
+		fmt.Fprintln(stdout, "stx-registry", buildinfo.Version())
+		return exitOK
 	}
 
 	s, err := prepare(*configFile)
 	if err != nil {
-		fatal(err)
+		return fail(stderr, err)
 	}
 	if *checkOnly {
-		fmt.Println("configuration ok")
-		return
+		fmt.Fprintln(stdout, "configuration ok")
+		return exitOK
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, s); err != nil {
-		fatal(err)
+		return fail(stderr, err)
 	}
+	return exitOK
 }
 
-// fatal is the one way stx-registry exits with an error.
-func fatal(err error) {
-	fmt.Fprintf(os.Stderr, "stx-registry: %v\n", err)
-	os.Exit(1)
+// fail is the one way stx-registry reports an error it exits on.
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "stx-registry: %v\n", err)
+	return exitError
 }
 
 // setup is everything checked before serving; -t stops after building it.
 type setup struct {
-	cfg    *Config
+	cfg    *config.Config
 	logger *slog.Logger
-	tokens *tokenController
+	tokens *tokenauth.Controller
 	tls    *tlsconf.Reloader
 }
 
 // prepare loads the configuration and checks the storage root, the TLS pair
 // and the token certificate.
 func prepare(configFile string) (*setup, error) {
-	cfg, err := loadConfig(configFile)
+	cfg, err := config.Load(configFile)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +161,10 @@ func prepare(configFile string) (*setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRoot(cfg.RootDirectory, cfg.RequireMount); err != nil {
+	if err := storageroot.Check(cfg.RootDirectory, cfg.RequireMount); err != nil {
 		return nil, err
 	}
-	tokens, err := newTokenController(cfg, logger)
+	tokens, err := tokenauth.New(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -145,13 +177,13 @@ func prepare(configFile string) (*setup, error) {
 
 // run serves until ctx is cancelled.
 func run(ctx context.Context, s *setup) error {
-	handler, shutdown, err := newHandler(ctx, s.cfg, s.tokens, s.logger)
+	handler, shutdown, err := app.NewHandler(ctx, s.cfg, s.tokens, s.logger)
 	if err != nil {
 		return err
 	}
 	defer shutdown()
 	s.logger.Info("stx-registry starting", "version", buildinfo.Version(), "listen", s.cfg.Listen.String(),
-		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.algorithms())
+		"root_directory", s.cfg.RootDirectory, "read_only", s.cfg.ReadOnly, "token_algorithms", s.tokens.Algorithms())
 	err = serve.Run(ctx, serve.Options{
 		Addr:     s.cfg.Listen,
 		Handler:  handler,
@@ -168,45 +200,4 @@ func run(ctx context.Context, s *setup) error {
 	}
 	s.logger.Info("stx-registry stopped")
 	return nil
-}
-
-// newHandler builds the full request path:
-//
-//	Progress → accessLog → healthHandler → mountFallback → distribution
-//
-// Progress keeps a slow push or pull alive while bytes move and cuts it
-// when they stop. shutdown stops distribution's background work and
-// releases the storage root.
-func newHandler(ctx context.Context, cfg *Config, tokens *tokenController, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
-	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
-		return nil, nil, err
-	}
-	dcfg, err := distributionConfig(cfg, tokens)
-	if err != nil {
-		return nil, nil, err
-	}
-	health, err := openRootHealth(cfg.RootDirectory, cfg.RequireMount, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	// The app outlives ctx: requests in flight still use it while serve.Run
-	// drains them; shutdown stops it afterwards.
-	app, err := newApp(context.WithoutCancel(ctx), dcfg)
-	if err != nil {
-		health.Close()
-		return nil, nil, err
-	}
-	h = mountFallback(app, logger)
-	h = healthHandler(health, h)
-	h = accessLog(h, logger)
-	// Under Progress, RegistryTimeouts.Read and Write become idle limits
-	// that every transferred chunk renews.
-	h = serve.Progress(h, serve.RegistryTimeouts.Read)
-	shutdown = func() {
-		if err := app.Shutdown(); err != nil {
-			logger.Error("registry shutdown", "err", err)
-		}
-		health.Close()
-	}
-	return h, shutdown, nil
 }

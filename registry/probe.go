@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 
+	"stx-registry/registry/config"
+	"stx-registry/shared/jws"
 	"stx-registry/shared/probe"
 	"stx-registry/shared/tlsconf"
 )
@@ -25,20 +27,20 @@ import (
 func probeMain(args []string) int {
 	return probe.Command{
 		Name:          "stx-registry",
-		DefaultConfig: defaultConfigFile,
+		DefaultConfig: config.DefaultFile,
 		Load: func(file string) (netip.AddrPort, string, error) {
-			cfg, err := loadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return netip.AddrPort{}, "", err
 			}
 			return cfg.Listen, cfg.TLSCertificate, nil
 		},
 		Check: func(file string) error {
-			cfg, err := loadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return err
 			}
-			if _, err := tokenAlgorithms(cfg.TokenCertificate); err != nil {
+			if _, err := jws.ReadBundle(cfg.TokenCertificate); err != nil {
 				return err
 			}
 			_, err = tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, slog.New(slog.DiscardHandler))

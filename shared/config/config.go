@@ -5,7 +5,8 @@
 // Keywords are lowercase and matched exactly. Parsing is strict: an unknown
 // keyword, a repeated keyword that may appear only once, a keyword without a
 // value, an overlong line, a NUL byte or invalid UTF-8 is an error naming the
-// file and line, and nothing is guessed or defaulted here. Each daemon lists
+// file and line; all of a file's errors are reported together, and nothing
+// is guessed or defaulted here. Each daemon lists
 // its keywords with a setter from this package that validates the value.
 package config
 
@@ -63,10 +64,15 @@ func ParseFile(path string, kws []Keyword) error {
 	return Parse(path, f, kws)
 }
 
+// maxErrors bounds how many errors one file reports, so that a file of
+// garbage gives a screenful, not a line per line.
+const maxErrors = 20
+
 // Parse reads a configuration from r and calls the Set function of the
 // matching keyword for every non-comment line. name identifies r in errors,
-// which look like "token.conf:12: listen: <reason>". Parsing stops at the
-// first error.
+// which look like "token.conf:12: listen: <reason>". Parsing goes on after
+// a bad line, so that all of a file's mistakes are reported at once, joined
+// with errors.Join (one per line), up to maxErrors.
 func Parse(name string, r io.Reader, kws []Keyword) error {
 	byName, err := index(kws)
 	if err != nil {
@@ -79,33 +85,47 @@ func Parse(name string, r io.Reader, kws []Keyword) error {
 	if len(data) > MaxFileBytes {
 		return fmt.Errorf("config %s: larger than %d bytes", name, MaxFileBytes)
 	}
+	var errs []error
 	firstLine := make(map[string]int) // keyword -> line of first occurrence
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		n := i + 1
-		kw, value, err := splitLine(line)
-		if err != nil {
-			return fmt.Errorf("%s:%d: %w", name, n, err)
+		if err := parseLine(line, byName, firstLine, n); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", name, n, err))
 		}
-		if kw == "" {
-			continue
+		if len(errs) == maxErrors {
+			errs = append(errs, fmt.Errorf("config %s: stopped at line %d after %d errors", name, n, maxErrors))
+			break
 		}
-		k, ok := byName[kw]
-		if !ok {
-			return fmt.Errorf("%s:%d: unknown keyword %s", name, n, quote(kw))
-		}
-		if value == "" {
-			return fmt.Errorf("%s:%d: keyword %q needs a value", name, n, kw)
-		}
-		first, seen := firstLine[kw]
-		if seen && !k.Repeat {
-			return fmt.Errorf("%s:%d: duplicate keyword %q (first on line %d)", name, n, kw, first)
-		}
-		if !seen {
-			firstLine[kw] = n
-		}
-		if err := k.Set(value); err != nil {
-			return fmt.Errorf("%s:%d: %s: %w", name, n, kw, err)
-		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseLine parses line n and calls its keyword's Set function. firstLine
+// maps each keyword seen so far to the line it was first on.
+func parseLine(line []byte, byName map[string]Keyword, firstLine map[string]int, n int) error {
+	kw, value, err := splitLine(line)
+	if err != nil {
+		return err
+	}
+	if kw == "" {
+		return nil
+	}
+	k, ok := byName[kw]
+	if !ok {
+		return fmt.Errorf("unknown keyword %s", quote(kw))
+	}
+	if value == "" {
+		return fmt.Errorf("keyword %q needs a value", kw)
+	}
+	first, seen := firstLine[kw]
+	if seen && !k.Repeat {
+		return fmt.Errorf("duplicate keyword %q (first on line %d)", kw, first)
+	}
+	if !seen {
+		firstLine[kw] = n
+	}
+	if err := k.Set(value); err != nil {
+		return fmt.Errorf("%s: %w", kw, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -129,6 +130,50 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("got error %v\nwant %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseAllErrors checks that one run reports every bad line, in file
+// order, each with its file:line and its message as when it is alone.
+func TestParseAllErrors(t *testing.T) {
+	in := "lsten 1.2.3.4:5\n" +
+		"issuer a\n" +
+		"# comment\n" +
+		"debug true\n" +
+		"issuer b\n" +
+		"workers\n" +
+		"workers 65\n" +
+		"log_format text\n"
+	want := `token.conf:1: unknown keyword "lsten"` + "\n" +
+		`token.conf:4: debug: "true" is not yes or no` + "\n" +
+		`token.conf:5: duplicate keyword "issuer" (first on line 2)` + "\n" +
+		`token.conf:6: keyword "workers" needs a value` + "\n" +
+		`token.conf:7: workers: 65 is out of range, give 1 to 64`
+	var c testConf
+	err := Parse("token.conf", strings.NewReader(in), c.keywords())
+	if err == nil || err.Error() != want {
+		t.Fatalf("got error\n%v\nwant\n%s", err, want)
+	}
+	// The good lines around the bad ones still took effect.
+	if c.issuer != "a" || c.format != "text" {
+		t.Errorf("issuer = %q, log_format = %q: want the good lines applied", c.issuer, c.format)
+	}
+}
+
+// TestParseErrorLimit checks that a file of garbage gives maxErrors errors
+// and a last line saying where parsing stopped.
+func TestParseErrorLimit(t *testing.T) {
+	var c testConf
+	err := Parse("junk.conf", strings.NewReader(strings.Repeat("junk\n", 1000)), c.keywords())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxErrors+1 {
+		t.Fatalf("got %d error lines, want %d:\n%v", len(lines), maxErrors+1, err)
+	}
+	if want := fmt.Sprintf("config junk.conf: stopped at line %d after %d errors", maxErrors, maxErrors); lines[maxErrors] != want {
+		t.Errorf("last line %q, want %q", lines[maxErrors], want)
 	}
 }
 

@@ -10,9 +10,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"strconv"
+	"strings"
 	"time"
+
+	"stx-registry/shared/files"
 )
 
 // MaxPEMBytes bounds a certificate, key or CA file. A chain of a few
@@ -22,8 +24,9 @@ const MaxPEMBytes = 1 << 20
 // maxChain bounds the certificates in the certificate file, leaf included.
 const maxChain = 10
 
-// minRSABits is the smallest RSA key accepted, as NIST SP 800-131A asks.
-const minRSABits = 2048
+// MinRSABits is the smallest RSA key accepted, for TLS and for token
+// signing, as NIST SP 800-131A asks.
+const MinRSABits = 2048
 
 // loadPair reads and checks a certificate chain and its private key. The
 // errors name the files by their configuration keywords and never include
@@ -41,7 +44,7 @@ func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error)
 	if err != nil {
 		return nil, fmt.Errorf("tls_certificate %s: %w", certFile, err)
 	}
-	key, err := parseKey(keyPEM)
+	key, err := ParsePrivateKey(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("tls_key %s: %w", keyFile, err)
 	}
@@ -93,10 +96,14 @@ func parseChain(data []byte) ([][]byte, *x509.Certificate, error) {
 	return chain, leaf, nil
 }
 
-// parseKey returns the one private key in data: PKCS #8 "PRIVATE KEY",
-// SEC 1 "EC PRIVATE KEY" or PKCS #1 "RSA PRIVATE KEY". Other block types,
-// such as "EC PARAMETERS" or "CERTIFICATE", are skipped.
-func parseKey(data []byte) (crypto.Signer, error) {
+// ParsePrivateKey returns the one private key in data: PKCS #8 "PRIVATE
+// KEY", SEC 1 "EC PRIVATE KEY" or PKCS #1 "RSA PRIVATE KEY". Blocks of other
+// types, such as "EC PARAMETERS" or "CERTIFICATE", are skipped. An encrypted
+// key (PKCS #8 "ENCRYPTED PRIVATE KEY" or a legacy Proc-Type/DEK-Info
+// header) is refused, as are RSA keys under MinRSABits and keys other than
+// ECDSA, RSA and Ed25519. Errors never include key material. Both the TLS
+// key and the token server's signing keys are parsed here.
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	var key any
 	for {
 		var b *pem.Block
@@ -104,37 +111,36 @@ func parseKey(data []byte) (crypto.Signer, error) {
 		if b == nil {
 			break
 		}
-		var k any
+		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			continue
+		}
+		if key != nil {
+			return nil, errors.New("holds more than one private key, give exactly one")
+		}
+		if encrypted(b) {
+			return nil, errors.New("key is encrypted, give an unencrypted key")
+		}
 		var err error
 		switch b.Type {
 		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+			key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
 		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(b.Bytes)
+			key, err = x509.ParseECPrivateKey(b.Bytes)
 		case "RSA PRIVATE KEY":
-			if _, encrypted := b.Headers["DEK-Info"]; encrypted {
-				return nil, errors.New("key is encrypted, give an unencrypted key")
-			}
-			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, errors.New("key is encrypted, give an unencrypted key")
+			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
 		default:
-			continue
+			return nil, fmt.Errorf("PEM block %s is not supported, convert the key with \"openssl pkey\" to PRIVATE KEY", quote(b.Type))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s block: %w", b.Type, err)
 		}
-		if key != nil {
-			return nil, errors.New("holds more than one private key")
-		}
-		key = k
 	}
 	switch k := key.(type) {
 	case nil:
 		return nil, errors.New("holds no PEM private key block")
 	case *rsa.PrivateKey:
-		if bits := k.N.BitLen(); bits < minRSABits {
-			return nil, fmt.Errorf("RSA key has %d bits, use at least %d", bits, minRSABits)
+		if err := CheckRSAKey(&k.PublicKey); err != nil {
+			return nil, err
 		}
 		return k, nil
 	case *ecdsa.PrivateKey:
@@ -142,8 +148,36 @@ func parseKey(data []byte) (crypto.Signer, error) {
 	case ed25519.PrivateKey:
 		return k, nil
 	default:
-		return nil, fmt.Errorf("%T keys cannot sign TLS handshakes, use ECDSA, RSA or Ed25519", key)
+		return nil, fmt.Errorf("key type %T is not supported, use ECDSA, RSA or Ed25519", key)
 	}
+}
+
+// encrypted reports a PEM block holding an encrypted key: PKCS #8
+// "ENCRYPTED PRIVATE KEY", or OpenSSL's legacy encryption headers on any
+// block type.
+func encrypted(b *pem.Block) bool {
+	_, procType := b.Headers["Proc-Type"]
+	_, dekInfo := b.Headers["DEK-Info"]
+	return procType || dekInfo || b.Type == "ENCRYPTED PRIVATE KEY"
+}
+
+// CheckRSAKey refuses an RSA key of fewer than MinRSABits.
+func CheckRSAKey(k *rsa.PublicKey) error {
+	if bits := k.N.BitLen(); bits < MinRSABits {
+		return fmt.Errorf("rsa key has %d bits, use at least %d", bits, MinRSABits)
+	}
+	return nil
+}
+
+// maxQuoted bounds how much of an unexpected PEM block type an error echoes.
+const maxQuoted = 64
+
+// quote returns s quoted for an error message, cut at maxQuoted bytes.
+func quote(s string) string {
+	if len(s) > maxQuoted {
+		return strconv.QuoteToASCII(s[:maxQuoted]) + "..."
+	}
+	return strconv.QuoteToASCII(s)
 }
 
 // ReadCertificates returns every certificate of the PEM file at path, leaf
@@ -167,19 +201,7 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// readPEM reads a file of at most MaxPEMBytes.
+// readPEM reads a regular file of at most MaxPEMBytes.
 func readPEM(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxPEMBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxPEMBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxPEMBytes)
-	}
-	return data, nil
+	return files.Read(path, MaxPEMBytes)
 }

@@ -144,7 +144,7 @@ func TestSmallRSAKeyRefused(t *testing.T) {
 	if err != nil {
 		t.Skip("cannot make a 1024-bit key here:", err)
 	}
-	if _, err := parseKey(tlstest.KeyPEM(t, k)); err == nil || !strings.Contains(err.Error(), "use at least 2048") {
+	if _, err := ParsePrivateKey(tlstest.KeyPEM(t, k)); err == nil || !strings.Contains(err.Error(), "use at least 2048") {
 		t.Errorf("got %v, want a key size error", err)
 	}
 }
@@ -262,18 +262,18 @@ func TestReloadOnChange(t *testing.T) {
 	pairFiles(t, dir, ca, k2, tlstest.KeyPEM(t, k2))
 	touch(t, time.Now().Add(time.Minute), certFile, keyFile)
 
-	// Within statInterval of the last check nothing is looked at.
-	r.lastStat.Store(time.Now().UnixNano())
+	// Within a second of the last check (New, just now) nothing is
+	// looked at.
 	if got := handshake(t, addr, ca.PEM).SerialNumber; got.Cmp(first) != 0 {
-		t.Fatal("files were checked again within statInterval")
+		t.Fatal("files were checked again within the check interval")
 	}
-	// Once statInterval has passed, the next handshake gets the new pair.
-	r.lastStat.Store(0)
+	// Once the check interval has passed, the next handshake gets the new pair.
+	r.pair.Recheck()
 	second := handshake(t, addr, ca.PEM).SerialNumber
 	if second.Cmp(first) == 0 {
 		t.Fatal("new certificate not picked up")
 	}
-	if !r.current.Load().cert.PrivateKey.(*ecdsa.PrivateKey).Equal(k2) {
+	if !r.pair.Current().PrivateKey.(*ecdsa.PrivateKey).Equal(k2) {
 		t.Error("reloaded key is not the new key")
 	}
 }
@@ -311,7 +311,7 @@ func TestBadReloadKeepsOldPair(t *testing.T) {
 
 	// The handshake-time check does not retry, or log, the same bad files.
 	logs.Reset()
-	r.lastStat.Store(0)
+	r.pair.Recheck()
 	handshake(t, addr, ca.PEM)
 	if logs.Len() != 0 {
 		t.Errorf("same bad files retried: %s", logs.String())
@@ -320,7 +320,7 @@ func TestBadReloadKeepsOldPair(t *testing.T) {
 	// Once the key arrives, the next check loads the pair.
 	tlstest.Write(t, keyFile, tlstest.KeyPEM(t, k2))
 	touch(t, time.Now().Add(2*time.Minute), keyFile)
-	r.lastStat.Store(0)
+	r.pair.Recheck()
 	if got := handshake(t, addr, ca.PEM).SerialNumber; got.Cmp(first) == 0 {
 		t.Error("fixed files not picked up")
 	}
@@ -343,7 +343,7 @@ func TestConcurrentReload(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range 5 {
-				r.lastStat.Store(0)
+				r.pair.Recheck()
 				if _, err := dial(addr, ca.PEM); err != nil {
 					t.Error(err)
 				}

@@ -1,9 +1,16 @@
-package main
+package app
 
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +21,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"stx-registry/registry/config"
+	"stx-registry/registry/tokenauth"
+	"stx-registry/registry/tokenauth/tokentest"
+	"stx-registry/shared/jws"
 )
 
 // testRegistry is the real handler chain around distribution's app, served
@@ -21,13 +33,14 @@ import (
 type testRegistry struct {
 	t      *testing.T
 	srv    *httptest.Server
-	key    testKey
-	tokens *tokenController // its bundle is a file of the test's own
+	key    tokentest.Key
+	tokens *tokenauth.Controller
+	bundle string // token_certificate, a file of the test's own
 }
 
-func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
+func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegistry {
 	t.Helper()
-	cfg := defaultConfig()
+	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
 	if err := os.Chmod(cfg.RootDirectory, 0o700); err != nil { // t.TempDir follows the umask
 		t.Fatal(err)
@@ -35,16 +48,16 @@ func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
 	cfg.RequireMount = false
 	cfg.ReadOnly = readOnly
 	cfg.LogLevel = "error"
-	cfg.TokenRealm = testRealm
-	cfg.TokenService = testService
-	cfg.TokenIssuer = testIssuer
-	cfg.TokenCertificate = writeBundle(t, key)
+	cfg.TokenRealm = tokentest.Realm
+	cfg.TokenService = tokentest.Service
+	cfg.TokenIssuer = tokentest.Issuer
+	cfg.TokenCertificate = tokentest.WriteBundle(t, key)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tokens, err := newTokenController(cfg, logger)
+	tokens, err := tokenauth.New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, shutdown, err := newHandler(t.Context(), cfg, tokens, logger)
+	h, shutdown, err := NewHandler(t.Context(), cfg, tokens, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +66,7 @@ func newTestRegistry(t *testing.T, key testKey, readOnly bool) *testRegistry {
 		srv.Close()
 		shutdown()
 	})
-	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens}
+	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens, bundle: cfg.TokenCertificate}
 }
 
 // do sends a request with an optional bearer token.
@@ -82,12 +95,8 @@ func (r *testRegistry) do(method, path, bearer string, body []byte, header http.
 }
 
 // token signs a token for subject with access using the registry's key.
-func (r *testRegistry) token(subject string, access ...testAccess) string {
-	alg, err := keyAlgorithm(r.key.signer.Public())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return signJWT(r.t, r.key, alg, testClaims(subject, access...))
+func (r *testRegistry) token(subject string, access ...tokentest.Access) string {
+	return tokentest.Sign(r.t, r.key, tokentest.Claims(subject, access...))
 }
 
 // pushBlob uploads data to name with a POST then PUT and returns its digest.
@@ -147,7 +156,7 @@ func (r *testRegistry) pushImage(name, tag, bearer string, layer []byte) string 
 }
 
 func TestHealthzWithoutAuth(t *testing.T) {
-	r := newTestRegistry(t, newTestKey(t, "P-256"), false)
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), false)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		resp := r.do(method, "/healthz", "", nil, nil)
 		if resp.StatusCode != http.StatusOK {
@@ -161,12 +170,12 @@ func TestHealthzWithoutAuth(t *testing.T) {
 }
 
 func TestChallenge(t *testing.T) {
-	r := newTestRegistry(t, newTestKey(t, "P-256"), false)
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), false)
 	resp := r.do(http.MethodGet, "/v2/", "", nil, nil)
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("GET /v2/ without token: status %d, want 401", resp.StatusCode)
 	}
-	want := fmt.Sprintf("Bearer realm=%q,service=%q", testRealm, testService)
+	want := fmt.Sprintf("Bearer realm=%q,service=%q", tokentest.Realm, tokentest.Service)
 	if got := resp.Header.Get("WWW-Authenticate"); got != want {
 		t.Errorf("challenge %q, want %q", got, want)
 	}
@@ -180,15 +189,15 @@ func TestChallenge(t *testing.T) {
 }
 
 func TestCrossRepositoryMount(t *testing.T) {
-	r := newTestRegistry(t, newTestKey(t, "P-256"), false)
-	alice := r.token("alice", repo("alice/y", "pull", "push"))
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), false)
+	alice := r.token("alice", tokentest.Repo("alice/y", "pull", "push"))
 	layer := []byte("alice's private layer")
 	dgst := r.pushImage("alice/y", "v1", alice, layer)
 
 	mountPath := "/v2/bob/x/blobs/uploads/?" + url.Values{"mount": {dgst}, "from": {"alice/y"}}.Encode()
 
 	// bob may not pull alice/y: the mount turns into a normal upload.
-	bob := r.token("bob", repo("bob/x", "pull", "push"))
+	bob := r.token("bob", tokentest.Repo("bob/x", "pull", "push"))
 	resp := r.do(http.MethodPost, mountPath, bob, nil, nil)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("refused mount: status %d, want 202 (normal upload)", resp.StatusCode)
@@ -208,13 +217,13 @@ func TestCrossRepositoryMount(t *testing.T) {
 	}
 
 	// Without push on bob/x the retry is refused too.
-	bobPull := r.token("bob", repo("bob/x", "pull"))
+	bobPull := r.token("bob", tokentest.Repo("bob/x", "pull"))
 	if resp := r.do(http.MethodPost, mountPath, bobPull, nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("mount without push: status %d, want 401", resp.StatusCode)
 	}
 
 	// With pull on alice/y the mount itself succeeds.
-	bobBoth := r.token("bob", repo("bob/x", "pull", "push"), repo("alice/y", "pull"))
+	bobBoth := r.token("bob", tokentest.Repo("bob/x", "pull", "push"), tokentest.Repo("alice/y", "pull"))
 	resp = r.do(http.MethodPost, mountPath, bobBoth, nil, nil)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("allowed mount: status %d, want 201", resp.StatusCode)
@@ -230,8 +239,8 @@ func TestCrossRepositoryMount(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
-	r := newTestRegistry(t, newTestKey(t, "P-256"), true)
-	tok := r.token("alice", repo("alice/y", "pull", "push"))
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), true)
+	tok := r.token("alice", tokentest.Repo("alice/y", "pull", "push"))
 	resp := r.do(http.MethodPost, "/v2/alice/y/blobs/uploads/", tok, nil, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("push in read_only mode: status %d, want 405", resp.StatusCode)
@@ -244,12 +253,12 @@ func TestReadOnly(t *testing.T) {
 // TestSigningAlgorithmsPinned checks that the registry accepts only the
 // algorithm of the bundle's key, even for a signature that key really made.
 func TestSigningAlgorithmsPinned(t *testing.T) {
-	rsaKey := newTestKey(t, "RSA")
+	rsaKey := tokentest.NewKey(t, "RSA")
 	r := newTestRegistry(t, rsaKey, false)
-	other := newTestKey(t, "RSA")
+	other := tokentest.NewKey(t, "RSA")
 	tests := []struct {
 		name string
-		key  testKey
+		key  tokentest.Key
 		alg  string
 		want int
 	}{
@@ -258,11 +267,11 @@ func TestSigningAlgorithmsPinned(t *testing.T) {
 		{"PS256 by the trusted key", rsaKey, "PS256", http.StatusUnauthorized},
 		{"HS256 keyed with the public key", rsaKey, "HS256", http.StatusUnauthorized},
 		{"RS256 by an untrusted key", other, "RS256", http.StatusUnauthorized},
-		{"RS256 by an untrusted key claiming the trusted kid", testKey{signer: other.signer, kid: rsaKey.kid}, "RS256", http.StatusUnauthorized},
+		{"RS256 by an untrusted key claiming the trusted kid", tokentest.Key{Signer: other.Signer, KID: rsaKey.KID}, "RS256", http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := signJWT(t, tt.key, tt.alg, testClaims("alice", repo("alice/y", "pull")))
+			tok := forge(t, tt.key, tt.alg, tokentest.Claims("alice", tokentest.Repo("alice/y", "pull")))
 			resp := r.do(http.MethodGet, "/v2/alice/y/tags/list", tok, nil, nil)
 			// 404: authorised, the repository does not exist yet.
 			got := resp.StatusCode
@@ -277,12 +286,12 @@ func TestSigningAlgorithmsPinned(t *testing.T) {
 }
 
 // TestKeyKinds has the real verifier accept tokens from every supported key
-// kind, several keys each (FACTS §1: EC kids are not left-padded).
+// kind, several keys each (EC kids are not left-padded).
 func TestKeyKinds(t *testing.T) {
 	for _, kind := range []string{"P-256", "P-384", "P-521", "Ed25519", "RSA"} {
 		t.Run(kind, func(t *testing.T) {
 			for range 3 {
-				r := newTestRegistry(t, newTestKey(t, kind), false)
+				r := newTestRegistry(t, tokentest.NewKey(t, kind), false)
 				tok := r.token("alice")
 				if resp := r.do(http.MethodGet, "/v2/", tok, nil, nil); resp.StatusCode != http.StatusOK {
 					t.Fatalf("status %d, want 200", resp.StatusCode)
@@ -293,7 +302,7 @@ func TestKeyKinds(t *testing.T) {
 }
 
 func TestTokenClaims(t *testing.T) {
-	key := newTestKey(t, "P-256")
+	key := tokentest.NewKey(t, "P-256")
 	r := newTestRegistry(t, key, false)
 	tests := []struct {
 		name   string
@@ -304,14 +313,14 @@ func TestTokenClaims(t *testing.T) {
 		{"wrong issuer", func(c map[string]any) { c["iss"] = "someone-else" }, http.StatusUnauthorized},
 		{"wrong audience", func(c map[string]any) { c["aud"] = "other:9001" }, http.StatusUnauthorized},
 		{"expired", func(c map[string]any) { c["exp"] = c["iat"].(int64) - 3600 }, http.StatusUnauthorized},
-		{"no access", func(c map[string]any) { c["access"] = []testAccess{} }, http.StatusUnauthorized},
-		{"other repository", func(c map[string]any) { c["access"] = []testAccess{repo("alice/z", "pull")} }, http.StatusUnauthorized},
+		{"no access", func(c map[string]any) { c["access"] = []tokentest.Access{} }, http.StatusUnauthorized},
+		{"other repository", func(c map[string]any) { c["access"] = []tokentest.Access{tokentest.Repo("alice/z", "pull")} }, http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := testClaims("alice", repo("alice/y", "pull"))
+			c := tokentest.Claims("alice", tokentest.Repo("alice/y", "pull"))
 			tt.modify(c)
-			resp := r.do(http.MethodGet, "/v2/alice/y/tags/list", signJWT(t, key, "ES256", c), nil, nil)
+			resp := r.do(http.MethodGet, "/v2/alice/y/tags/list", tokentest.Sign(t, key, c), nil, nil)
 			got := resp.StatusCode
 			if got == http.StatusNotFound {
 				got = http.StatusOK
@@ -321,4 +330,76 @@ func TestTokenClaims(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTokenReloadThroughRegistry rotates the key behind the real handler
+// chain: distribution's app asks our controller, so a new key is accepted
+// by the registry itself once the bundle changes.
+func TestTokenReloadThroughRegistry(t *testing.T) {
+	oldKey := tokentest.NewKey(t, "P-256")
+	r := newTestRegistry(t, oldKey, false)
+	newKey := tokentest.NewKey(t, "RSA")
+	newTok := tokentest.Sign(t, newKey, tokentest.Claims("alice"))
+	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("new key before the change: status %d, want 401", resp.StatusCode)
+	}
+	tokentest.Replace(t, r.bundle, tokentest.Bundle(t, oldKey, newKey))
+	r.tokens.Recheck()
+	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("new key after the change: status %d, want 200", resp.StatusCode)
+	}
+	tokentest.Replace(t, r.bundle, tokentest.Bundle(t, newKey))
+	r.tokens.Recheck()
+	resp := r.do(http.MethodGet, "/v2/", r.token("alice"), nil, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("old key after its removal: status %d, want 401", resp.StatusCode)
+	}
+	// The challenge is still distribution's.
+	if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="`+tokentest.Realm+`"`) {
+		t.Errorf("challenge %q", got)
+	}
+}
+
+// forge signs claims with k under alg with k's kid in the header, also in
+// the algorithms shared/jws never signs with, for the tests that the
+// registry refuses them: RS512, PS256 and HS256 keyed with the public key.
+func forge(t testing.TB, k tokentest.Key, alg string, claims map[string]any) string {
+	t.Helper()
+	header, err := json.Marshal(map[string]string{"typ": "JWT", "alg": alg, "kid": k.KID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding
+	input := []byte(enc.EncodeToString(header) + "." + enc.EncodeToString(body))
+	var sig []byte
+	switch alg {
+	case "RS512":
+		d := sha512.Sum512(input)
+		sig, err = rsa.SignPKCS1v15(rand.Reader, k.Signer.(*rsa.PrivateKey), crypto.SHA512, d[:])
+	case "PS256":
+		d := sha256.Sum256(input)
+		sig, err = rsa.SignPSS(rand.Reader, k.Signer.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+	case "HS256":
+		// The classic confusion attack: HMAC keyed with public material.
+		der, _ := x509.MarshalPKIXPublicKey(k.Signer.Public())
+		m := hmac.New(sha256.New, der)
+		m.Write(input)
+		sig = m.Sum(nil)
+	default:
+		var s *jws.Signer
+		if s, err = jws.NewSigner(k.Signer); err == nil && s.Algorithm() != alg {
+			t.Fatalf("key signs %s, not %s", s.Algorithm(), alg)
+		}
+		if err == nil {
+			sig, err = s.Signature(input)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(input) + "." + enc.EncodeToString(sig)
 }

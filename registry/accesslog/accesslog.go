@@ -1,4 +1,6 @@
-package main
+// Package accesslog writes the registry's access log: one slog line per
+// request, with no headers and no query string.
+package accesslog
 
 import (
 	"log/slog"
@@ -6,7 +8,7 @@ import (
 	"time"
 )
 
-// accessLog writes one line per request: method, path, status, bytes
+// Handler writes one line per request: method, path, status, bytes
 // written, duration and the peer address.
 //
 // It never logs headers (Authorization carries the bearer token) nor the
@@ -16,7 +18,7 @@ import (
 // are logged when present. The peer is the TCP peer, not X-Forwarded-For,
 // which any client can forge. Values are quoted by slog, so a path cannot
 // inject a fake log line.
-func accessLog(next http.Handler, logger *slog.Logger) http.Handler {
+func Handler(next http.Handler, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusWriter{ResponseWriter: w}

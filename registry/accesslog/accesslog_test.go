@@ -1,4 +1,4 @@
-package main
+package accesslog
 
 import (
 	"bytes"
@@ -42,7 +42,7 @@ func TestAccessLog(t *testing.T) {
 			req := httptest.NewRequest("GET", tt.target, nil)
 			req.Header.Set("Authorization", "Bearer secret-token")
 			req.Header.Set("User-Agent", "docker/28")
-			accessLog(next, logger).ServeHTTP(httptest.NewRecorder(), req)
+			Handler(next, logger).ServeHTTP(httptest.NewRecorder(), req)
 
 			line := buf.String()
 			if strings.Count(line, "\n") != 1 {

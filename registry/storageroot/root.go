@@ -1,4 +1,8 @@
-package main
+// Package storageroot owns the checks of the registry's storage root,
+// root_directory: an absolute, clean path to a real directory owned by the
+// daemon's user with mode 0700 and, with require_mount, a mount point
+// according to /proc/self/mountinfo.
+package storageroot
 
 import (
 	"bufio"
@@ -23,11 +27,11 @@ const (
 	maxMountinfoLine = 64 << 10
 )
 
-// checkRoot checks the storage root at start, in -t and for /healthz: it
+// Check checks the storage root at start, in -t and for /healthz: it
 // must be an absolute path to a real directory (not a symbolic link) owned
 // by the effective user with no group or other permissions, and, with
 // requireMount, a mount point.
-func checkRoot(path string, requireMount bool) error {
+func Check(path string, requireMount bool) error {
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
 		return fmt.Errorf("root_directory %q must be an absolute path in clean form", path)
 	}

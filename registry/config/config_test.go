@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/tls"
@@ -42,7 +42,7 @@ func configText(changes map[string]string, extra ...string) string {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := parseConfig("test.conf", strings.NewReader(configText(nil)))
+	c, err := Parse("test.conf", strings.NewReader(configText(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestConfigKeywords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseConfig("test.conf", strings.NewReader(configText(tt.changes, tt.extra...)))
+			c, err := Parse("test.conf", strings.NewReader(configText(tt.changes, tt.extra...)))
 			if tt.wantErr != "" {
 				if err == nil {
 					t.Fatalf("no error, want one containing %q", tt.wantErr)
@@ -185,23 +185,23 @@ func TestLoadConfigFile(t *testing.T) {
 	if err := os.WriteFile(good, []byte(configText(nil)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(good); err != nil {
-		t.Errorf("loadConfig: %v", err)
+	if _, err := Load(good); err != nil {
+		t.Errorf("Load: %v", err)
 	}
 	bad := filepath.Join(dir, "bad.conf")
 	if err := os.WriteFile(bad, []byte(configText(map[string]string{"token_realm": "http://x/"})), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": token_realm") {
-		t.Errorf("loadConfig(bad) = %v, want an error naming the file and token_realm", err)
+	if _, err := Load(bad); err == nil || !strings.HasPrefix(err.Error(), bad+": token_realm") {
+		t.Errorf("Load(bad) = %v, want an error naming the file and token_realm", err)
 	}
-	if _, err := loadConfig(filepath.Join(dir, "missing.conf")); err == nil {
-		t.Error("loadConfig(missing) succeeded")
+	if _, err := Load(filepath.Join(dir, "missing.conf")); err == nil {
+		t.Error("Load(missing) succeeded")
 	}
 }
 
 func TestExampleConfig(t *testing.T) {
-	c, err := loadConfig(filepath.Join("testdata", "stx-registry.conf"))
+	c, err := Load(filepath.Join("testdata", "stx-registry.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(configText(map[string]string{"listen": "[::1]:9001"}, "tls_min_version 1.3"))
 	f.Add("listen\t127.0.0.1:9001\n#c\n\n   # c\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		c, err := parseConfig("fuzz.conf", strings.NewReader(text))
+		c, err := Parse("fuzz.conf", strings.NewReader(text))
 		if err != nil {
 			return
 		}
@@ -238,4 +238,33 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConfigAllErrors checks that validation reports every problem at
+// once, each on its own line naming the file.
+func TestConfigAllErrors(t *testing.T) {
+	text := configText(map[string]string{"token_realm": "http://x/", "token_issuer": "", "token_service": `a"b`})
+	_, err := Parse("test.conf", strings.NewReader(text))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{"missing required keyword token_issuer", "token_realm must be an https URL", "token_service must not contain quotes"}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], "test.conf: ") || !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %q, want test.conf: ...%s", i+1, lines[i], w)
+		}
+	}
+}
+
+func TestKeywords(t *testing.T) {
+	got := strings.Join(Keywords(), " ")
+	want := "listen management_network tls_certificate tls_key tls_min_version log_format log_level " +
+		"root_directory require_mount read_only token_realm token_service token_issuer token_certificate"
+	if got != want {
+		t.Errorf("Keywords() = %s\nwant %s", got, want)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package tokenauth
 
 import (
 	"bytes"
@@ -15,9 +15,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth"
+	"github.com/sirupsen/logrus"
+
+	"stx-registry/registry/config"
+	"stx-registry/registry/tokenauth/tokentest"
+	"stx-registry/shared/jws"
 )
 
 // syncBuffer is a log sink the tests read while the controller writes.
@@ -38,43 +42,18 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// bundleOf returns the PEM certificates of keys, concatenated.
-func bundleOf(t testing.TB, keys ...testKey) []byte {
+// newTestController builds a Controller over a bundle of keys in a file of
+// the test's own, logging into the returned buffer.
+func newTestController(t testing.TB, keys ...tokentest.Key) (*Controller, string, *syncBuffer) {
 	t.Helper()
-	var data []byte
-	for _, k := range keys {
-		data = append(data, selfSigned(t, k)...)
-	}
-	return data
-}
-
-// replaceFile writes data to path the way an operator should: a temporary
-// file in the same directory, then rename(2).
-func replaceFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// newTestController builds a tokenController over a bundle of keys in a
-// file of the test's own, logging into the returned buffer.
-func newTestController(t testing.TB, keys ...testKey) (*tokenController, string, *syncBuffer) {
-	t.Helper()
-	c := defaultConfig()
-	c.TokenRealm, c.TokenService, c.TokenIssuer = testRealm, testService, testIssuer
+	c := config.Default()
+	c.TokenRealm, c.TokenService, c.TokenIssuer = tokentest.Realm, tokentest.Service, tokentest.Issuer
 	c.TokenCertificate = filepath.Join(t.TempDir(), "token.pem")
-	replaceFile(t, c.TokenCertificate, bundleOf(t, keys...))
+	tokentest.Replace(t, c.TokenCertificate, tokentest.Bundle(t, keys...))
 	// distribution's verifier logs every refused token at info level.
-	if err := configureDistributionLog(os.Stderr, "text", "error"); err != nil {
-		t.Fatal(err)
-	}
+	logrus.SetLevel(logrus.ErrorLevel)
 	logs := &syncBuffer{}
-	tc, err := newTokenController(c, slog.New(slog.NewTextHandler(logs, nil)))
+	tc, err := New(c, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,26 +64,18 @@ func newTestController(t testing.TB, keys ...testKey) (*tokenController, string,
 var pullAccess = auth.Access{Resource: auth.Resource{Type: "repository", Name: "alice/y"}, Action: "pull"}
 
 // pullToken signs a pull token for alice/y with k, in k's algorithm.
-func pullToken(t testing.TB, k testKey) string {
+func pullToken(t testing.TB, k tokentest.Key) string {
 	t.Helper()
-	alg, err := keyAlgorithm(k.signer.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signJWT(t, k, alg, testClaims("alice", repo("alice/y", "pull")))
+	return tokentest.Sign(t, k, tokentest.Claims("alice", tokentest.Repo("alice/y", "pull")))
 }
 
 // accepts reports whether tc authorizes a pull with tok.
-func accepts(tc *tokenController, tok string) bool {
+func accepts(tc *Controller, tok string) bool {
 	r := httptest.NewRequest(http.MethodGet, "/v2/alice/y/manifests/v1", nil)
 	r.Header.Set("Authorization", "Bearer "+tok)
 	g, err := tc.Authorized(r, pullAccess)
 	return err == nil && g != nil && g.User.Name == "alice"
 }
-
-// checkNow lets the next request look at the bundle, as if a second had
-// passed since the last look.
-func (tc *tokenController) checkNow() { tc.lastCheck.Store(0) }
 
 // TestTokenRotationSteps walks the documented rotation procedure against
 // the controller, with keys of different kinds so that the pinned
@@ -125,7 +96,7 @@ func TestTokenRotationSteps(t *testing.T) {
 		{name: "P-384 to P-521 on SIGHUP", oldKind: "P-384", newKind: "P-521", algsBoth: []any{"ES384", "ES512"}, pickUp: "sighup"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			oldKey, newKey := newTestKey(t, tt.oldKind), newTestKey(t, tt.newKind)
+			oldKey, newKey := tokentest.NewKey(t, tt.oldKind), tokentest.NewKey(t, tt.newKind)
 			tc, path, logs := newTestController(t, oldKey)
 			oldTok, newTok := pullToken(t, oldKey), pullToken(t, newKey)
 			pickUp := func() {
@@ -136,7 +107,7 @@ func TestTokenRotationSteps(t *testing.T) {
 					}
 					return
 				}
-				tc.checkNow()
+				tc.Recheck()
 			}
 			want := func(step string, old, new bool) {
 				t.Helper()
@@ -150,16 +121,15 @@ func TestTokenRotationSteps(t *testing.T) {
 			want("start", true, false)
 
 			// 1. Add the new certificate.
-			replaceFile(t, path, bundleOf(t, oldKey, newKey))
+			tokentest.Replace(t, path, tokentest.Bundle(t, oldKey, newKey))
 			if tt.pickUp == "request" {
-				// Within bundleCheckInterval of the last look, requests do
-				// not stat the file.
-				tc.lastCheck.Store(time.Now().UnixNano())
+				// Within a second of the last look (New, just now),
+				// requests do not stat the file.
 				want("changed, not yet looked at", true, false)
 			}
 			pickUp()
 			want("both certificates", true, true)
-			if got := tc.algorithms(); !reflect.DeepEqual(got, tt.algsBoth) {
+			if got := tc.Algorithms(); !reflect.DeepEqual(got, tt.algsBoth) {
 				t.Errorf("algorithms %v, want %v", got, tt.algsBoth)
 			}
 			if !strings.Contains(logs.String(), "certificates=2") {
@@ -167,11 +137,11 @@ func TestTokenRotationSteps(t *testing.T) {
 			}
 
 			// 2. and 3. happen at the token server; 4. remove the old one.
-			replaceFile(t, path, bundleOf(t, newKey))
+			tokentest.Replace(t, path, tokentest.Bundle(t, newKey))
 			pickUp()
 			want("new certificate only", false, true)
-			if got, _ := keyAlgorithm(newKey.signer.Public()); !reflect.DeepEqual(tc.algorithms(), []any{got}) {
-				t.Errorf("algorithms %v, want [%s]", tc.algorithms(), got)
+			if got, _ := jws.Algorithm(newKey.Signer.Public()); !reflect.DeepEqual(tc.Algorithms(), []any{got}) {
+				t.Errorf("algorithms %v, want [%s]", tc.Algorithms(), got)
 			}
 		})
 	}
@@ -195,13 +165,13 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 		{"truncated PEM", []byte("-----BEGIN CERTIFICATE-----\nMIIB"), "no PEM certificate"},
 		{"private key", pemBlock("PRIVATE KEY", []byte{1, 2, 3}), `"PRIVATE KEY"`},
 		{"bad DER", pemBlock("CERTIFICATE", []byte{1}), "certificate 1"},
-		{"unsupported curve", certFor(t, p224.Public(), newTestKey(t, "P-256")), "unsupported elliptic curve"},
-		{"too big", make([]byte, maxTokenBundleBytes+1), "larger than"},
+		{"unsupported curve", tokentest.CertFor(t, p224.Public(), tokentest.NewKey(t, "P-256")), "ecdsa curve P-224 is not supported"},
+		{"too big", make([]byte, jws.MaxBundleBytes+1), "larger than"},
 		{"removed", nil, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key := newTestKey(t, "P-256")
+			key := tokentest.NewKey(t, "P-256")
 			tc, path, logs := newTestController(t, key)
 			tok := pullToken(t, key)
 			if tt.data == nil {
@@ -209,12 +179,12 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				replaceFile(t, path, tt.data)
+				tokentest.Replace(t, path, tt.data)
 			}
 
 			// On the request path: logged once.
 			for range 3 {
-				tc.checkNow()
+				tc.Recheck()
 				if !accepts(tc, tok) {
 					t.Fatal("the current key was dropped after a bad bundle")
 				}
@@ -236,9 +206,9 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 			}
 
 			// Fixing the file is picked up on the request path.
-			other := newTestKey(t, "P-256")
-			replaceFile(t, path, bundleOf(t, other))
-			tc.checkNow()
+			other := tokentest.NewKey(t, "P-256")
+			tokentest.Replace(t, path, tokentest.Bundle(t, other))
+			tc.Recheck()
 			if accepts(tc, tok) || !accepts(tc, pullToken(t, other)) {
 				t.Error("a good bundle after a bad one was not loaded")
 			}
@@ -249,56 +219,28 @@ func TestTokenBundleBadKeepsOld(t *testing.T) {
 // TestTokenControllerStart refuses to build a controller from an unusable
 // bundle, naming the file.
 func TestTokenControllerStart(t *testing.T) {
-	c := defaultConfig()
-	c.TokenRealm, c.TokenService, c.TokenIssuer = testRealm, testService, testIssuer
+	c := config.Default()
+	c.TokenRealm, c.TokenService, c.TokenIssuer = tokentest.Realm, tokentest.Service, tokentest.Issuer
 	c.TokenCertificate = filepath.Join(t.TempDir(), "token.pem")
-	replaceFile(t, c.TokenCertificate, []byte("garbage"))
-	_, err := newTokenController(c, slog.New(slog.DiscardHandler))
+	tokentest.Replace(t, c.TokenCertificate, []byte("garbage"))
+	_, err := New(c, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), c.TokenCertificate) {
-		t.Errorf("newTokenController with a garbage bundle: %v, want an error naming the file", err)
+		t.Errorf("New with a garbage bundle: %v, want an error naming the file", err)
 	}
 }
 
 // TestControllerFromOptions checks the auth registry entry: it returns the
 // controller it is given and nothing else.
 func TestControllerFromOptions(t *testing.T) {
-	tc, _, _ := newTestController(t, newTestKey(t, "P-256"))
-	got, err := auth.GetAccessController(tokenAuthName, map[string]any{controllerOption: tc})
+	tc, _, _ := newTestController(t, tokentest.NewKey(t, "P-256"))
+	got, err := auth.GetAccessController(Name, map[string]any{ControllerOption: tc})
 	if err != nil || got != auth.AccessController(tc) {
-		t.Errorf("GetAccessController(%q) = %v, %v; want the controller", tokenAuthName, got, err)
+		t.Errorf("GetAccessController(%q) = %v, %v; want the controller", Name, got, err)
 	}
-	for _, opts := range []map[string]any{nil, {}, {controllerOption: "x"}, {controllerOption: (*tokenController)(nil)}} {
-		if _, err := auth.GetAccessController(tokenAuthName, opts); err == nil {
-			t.Errorf("GetAccessController(%q, %v) succeeded", tokenAuthName, opts)
+	for _, opts := range []map[string]any{nil, {}, {ControllerOption: "x"}, {ControllerOption: (*Controller)(nil)}} {
+		if _, err := auth.GetAccessController(Name, opts); err == nil {
+			t.Errorf("GetAccessController(%q, %v) succeeded", Name, opts)
 		}
-	}
-}
-
-// TestTokenReloadThroughRegistry rotates the key behind the real handler
-// chain: distribution's app asks our controller, so a new key is accepted
-// by the registry itself once the bundle changes.
-func TestTokenReloadThroughRegistry(t *testing.T) {
-	oldKey := newTestKey(t, "P-256")
-	r := newTestRegistry(t, oldKey, false)
-	newKey := newTestKey(t, "RSA")
-	newTok := signJWT(t, newKey, "RS256", testClaims("alice"))
-	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("new key before the change: status %d, want 401", resp.StatusCode)
-	}
-	replaceFile(t, r.tokens.bundle, bundleOf(t, oldKey, newKey))
-	r.tokens.checkNow()
-	if resp := r.do(http.MethodGet, "/v2/", newTok, nil, nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("new key after the change: status %d, want 200", resp.StatusCode)
-	}
-	replaceFile(t, r.tokens.bundle, bundleOf(t, newKey))
-	r.tokens.checkNow()
-	resp := r.do(http.MethodGet, "/v2/", r.token("alice"), nil, nil)
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("old key after its removal: status %d, want 401", resp.StatusCode)
-	}
-	// The challenge is still distribution's.
-	if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="`+testRealm+`"`) {
-		t.Errorf("challenge %q", got)
 	}
 }
 
@@ -306,10 +248,10 @@ func TestTokenReloadThroughRegistry(t *testing.T) {
 // two contents that both hold the key in use, with reloads from both the
 // request path and SIGHUP: not one request may fail. Run it with -race.
 func TestTokenReloadConcurrent(t *testing.T) {
-	key, other := newTestKey(t, "P-256"), newTestKey(t, "RSA")
+	key, other := tokentest.NewKey(t, "P-256"), tokentest.NewKey(t, "RSA")
 	tc, path, logs := newTestController(t, key)
 	tok := pullToken(t, key)
-	bundles := [][]byte{bundleOf(t, key, other), bundleOf(t, key)}
+	bundles := [][]byte{tokentest.Bundle(t, key, other), tokentest.Bundle(t, key)}
 
 	const (
 		workers  = 8
@@ -334,11 +276,11 @@ func TestTokenReloadConcurrent(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range flips {
-			replaceFile(t, path, bundles[i%2])
+			tokentest.Replace(t, path, bundles[i%2])
 			if i%3 == 0 {
 				_ = tc.Reload()
 			} else {
-				tc.checkNow()
+				tc.Recheck()
 			}
 		}
 	})
@@ -353,4 +295,29 @@ func TestTokenReloadConcurrent(t *testing.T) {
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// TestTokenOptions checks the options distribution's token verifier is
+// built with (from the registry's former TestDistributionConfig).
+func TestTokenOptions(t *testing.T) {
+	c := config.Default()
+	c.TokenRealm, c.TokenService, c.TokenIssuer = tokentest.Realm, tokentest.Service, tokentest.Issuer
+	c.TokenCertificate = "/etc/stx-registry/token.crt"
+	base := tokenOptions(c)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"realm", base["realm"], tokentest.Realm},
+		{"service", base["service"], tokentest.Service},
+		{"issuer", base["issuer"], tokentest.Issuer},
+		{"rootcertbundle", base["rootcertbundle"], c.TokenCertificate},
+		{"autoredirect", base["autoredirect"], false},
+		{"no signingalgorithms", base["signingalgorithms"], nil},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
+		}
+	}
 }

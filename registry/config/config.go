@@ -1,4 +1,8 @@
-package main
+// Package config owns stx-registry's configuration file: the Config
+// struct, whose field comments are the keyword reference, its defaults,
+// parsing through shared/config and the checks across keywords. Every
+// error found is reported, not only the first.
+package config
 
 import (
 	"errors"
@@ -10,9 +14,9 @@ import (
 	"stx-registry/shared/config"
 )
 
-// defaultConfigFile is where stx-registry looks for its configuration
-// unless -f says otherwise.
-const defaultConfigFile = "/etc/stx-registry/stx-registry.conf"
+// DefaultFile is where stx-registry looks for its configuration unless -f
+// says otherwise.
+const DefaultFile = "/etc/stx-registry/stx-registry.conf"
 
 // Config is the parsed configuration file. The comment on each field is the
 // reference for its keyword; stx-registry.conf(5) says the same for
@@ -60,8 +64,8 @@ type Config struct {
 	TokenCertificate string
 }
 
-// defaultConfig returns a Config holding every default.
-func defaultConfig() *Config {
+// Default returns a Config holding every default.
+func Default() *Config {
 	return &Config{
 		Server:        config.DefaultServer(),
 		RootDirectory: "/var/lib/docker-distribution",
@@ -83,38 +87,59 @@ func (c *Config) keywords() []config.Keyword {
 	}...)
 }
 
-// loadConfig reads and validates the configuration file at path.
-func loadConfig(path string) (*Config, error) {
-	c := defaultConfig()
+// Keywords returns every keyword the configuration file accepts, in the
+// order of the reference.
+func Keywords() []string {
+	var names []string
+	for _, k := range Default().keywords() {
+		names = append(names, k.Name)
+	}
+	return names
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	c := Default()
 	if err := config.ParseFile(path, c.keywords()); err != nil {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, inFile(path, err)
 	}
 	return c, nil
 }
 
-// parseConfig is loadConfig for an already open file; name is used in
-// errors.
-func parseConfig(name string, r io.Reader) (*Config, error) {
-	c := defaultConfig()
+// Parse is Load for an already open file; name is used in errors.
+func Parse(name string, r io.Reader) (*Config, error) {
+	c := Default()
 	if err := config.Parse(name, r, c.keywords()); err != nil {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, inFile(name, err)
 	}
 	return c, nil
 }
 
+// inFile prefixes each of the errors in err with the file name, one per
+// line.
+func inFile(name string, err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("%s: %w", name, e))
+	}
+	return errors.Join(errs...)
+}
+
 // validate checks what single keywords cannot: required keywords, the
 // listen address against management_network, and the realm URL. Each check
-// names the keyword and the rule.
+// names the keyword and the rule; every failed check is reported.
 func (c *Config) validate() error {
-	if errs := c.Server.Validate(); len(errs) > 0 {
-		return errors.Join(errs...)
-	}
+	errs := c.Server.Validate()
 	required := []struct{ name, value string }{
 		{"token_realm", c.TokenRealm},
 		{"token_service", c.TokenService},
@@ -123,12 +148,13 @@ func (c *Config) validate() error {
 	}
 	for _, r := range required {
 		if r.value == "" {
-			return fmt.Errorf("missing required keyword %s", r.name)
+			errs = append(errs, fmt.Errorf("missing required keyword %s", r.name))
 		}
 	}
-
-	if err := checkRealm(c.TokenRealm); err != nil {
-		return err
+	if c.TokenRealm != "" {
+		if err := checkRealm(c.TokenRealm); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	// service and issuer are written into the WWW-Authenticate challenge
 	// as quoted strings; keep them free of characters that need quoting.
@@ -137,10 +163,10 @@ func (c *Config) validate() error {
 		{"token_issuer", c.TokenIssuer},
 	} {
 		if strings.ContainsAny(v.value, "\"\\ \t") {
-			return fmt.Errorf("%s must not contain quotes, backslashes or blanks, got %q", v.name, v.value)
+			errs = append(errs, fmt.Errorf("%s must not contain quotes, backslashes or blanks, got %q", v.name, v.value))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // errRealm is wrapped by every token_realm error.

@@ -1,4 +1,4 @@
-package main
+package mount
 
 import (
 	"io"
@@ -65,7 +65,7 @@ func TestMountFallback(t *testing.T) {
 					io.WriteString(w, "first")
 				}
 			})
-			h := mountFallback(next, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			h := Fallback(next, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			var body io.Reader = http.NoBody
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)

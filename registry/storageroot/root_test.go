@@ -1,4 +1,4 @@
-package main
+package storageroot
 
 import (
 	"os"
@@ -59,7 +59,7 @@ func TestCheckRoot(t *testing.T) {
 			if tt.skip {
 				t.Skipf("cannot chown as uid %d: %v", os.Geteuid(), chownErr)
 			}
-			err := checkRoot(tt.path, tt.requireMount)
+			err := Check(tt.path, tt.requireMount)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -67,7 +67,7 @@ func TestCheckRoot(t *testing.T) {
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("checkRoot(%q) = %v, want an error containing %q", tt.path, err, tt.wantErr)
+				t.Fatalf("Check(%q) = %v, want an error containing %q", tt.path, err, tt.wantErr)
 			}
 		})
 	}
@@ -88,8 +88,8 @@ func TestCheckRootMounted(t *testing.T) {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	if err := checkRoot(dir, true); err != nil {
-		t.Fatalf("checkRoot on a tmpfs mount point: %v", err)
+	if err := Check(dir, true); err != nil {
+		t.Fatalf("Check on a tmpfs mount point: %v", err)
 	}
 }
 

@@ -1,4 +1,7 @@
-package main
+// Package mount turns a cross-repository blob mount that the token does not
+// allow into a normal upload, so that clients which treat the refusal as
+// fatal still push.
+package mount
 
 import (
 	"log/slog"
@@ -6,14 +9,14 @@ import (
 	"strings"
 )
 
-// mountFallback turns a refused cross-repository blob mount into a normal
+// Fallback turns a refused cross-repository blob mount into a normal
 // upload.
 //
 // A client pushing to bob/x a layer it knows from alice/y first tries
 // POST /v2/bob/x/blobs/uploads/?mount=DIGEST&from=alice/y. Distribution then
 // requires pull on alice/y as well as pull and push on bob/x, and answers 401
 // when the token lacks it. buildkit and containerd treat that 401 as fatal
-// and fail the whole push (FACTS §2) instead of uploading the layer. The
+// and fail the whole push instead of uploading the layer. The
 // OCI spec allows a registry to ignore the mount and start an upload (202),
 // and OpenShift's registry does exactly that, so do we: when the mount
 // attempt is refused with 401 or 403, the same request is served again
@@ -22,7 +25,7 @@ import (
 //
 // alice's blob is never reachable this way: the retry does not name it, and
 // the upload it starts must send the whole blob, which bob then already has.
-func mountFallback(next http.Handler, logger *slog.Logger) http.Handler {
+func Fallback(next http.Handler, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isMountRequest(r) {
 			next.ServeHTTP(w, r)

@@ -1,4 +1,4 @@
-package main
+package health
 
 import (
 	"encoding/json"
@@ -53,7 +53,7 @@ func TestHealth(t *testing.T) {
 			if err := os.Mkdir(root, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			rh, err := openRootHealth(root, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			rh, err := Open(root, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,11 +63,11 @@ func TestHealth(t *testing.T) {
 			}
 			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
 			rec := httptest.NewRecorder()
-			healthHandler(rh, next).ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			Handler(rh, next).ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("status %d, want %d (body %q)", rec.Code, tt.wantStatus, rec.Body)
 			}
-			if tt.path != healthPath || tt.method == "POST" {
+			if tt.path != Path || tt.method == "POST" {
 				return
 			}
 			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {

@@ -1,4 +1,7 @@
-package main
+// Package health answers GET and HEAD /healthz without authentication:
+// 200 while the storage root opened at start is still the healthy
+// directory at its path, else 503 with the reason.
+package health
 
 import (
 	"encoding/json"
@@ -6,15 +9,17 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+
+	"stx-registry/registry/storageroot"
 )
 
-// healthPath answers monitoring probes (the OCF agent's monitor) without
+// Path answers monitoring probes (the OCF agent's monitor) without
 // authentication. It reveals only whether the storage root is usable.
-const healthPath = "/healthz"
+const Path = "/healthz"
 
-// rootHealth checks that the storage root opened at start is still the
+// Root checks that the storage root opened at start is still the
 // directory at its path, and still healthy.
-type rootHealth struct {
+type Root struct {
 	path         string
 	requireMount bool
 	// root is the directory opened at start. Comparing it with a fresh
@@ -24,22 +29,22 @@ type rootHealth struct {
 	logger *slog.Logger
 }
 
-// openRootHealth opens the storage root for the health check; call it after
-// checkRoot passed.
-func openRootHealth(path string, requireMount bool, logger *slog.Logger) (*rootHealth, error) {
+// Open opens the storage root for the health check; call it after
+// storageroot.Check passed. logger receives failed checks.
+func Open(path string, requireMount bool, logger *slog.Logger) (*Root, error) {
 	root, err := os.OpenRoot(path)
 	if err != nil {
 		return nil, fmt.Errorf("root_directory: %w", err)
 	}
-	return &rootHealth{path: path, requireMount: requireMount, root: root, logger: logger}, nil
+	return &Root{path: path, requireMount: requireMount, root: root, logger: logger}, nil
 }
 
 // Close releases the directory handle.
-func (h *rootHealth) Close() error { return h.root.Close() }
+func (h *Root) Close() error { return h.root.Close() }
 
-// check returns nil while the root is healthy, else the reason.
-func (h *rootHealth) check() error {
-	if err := checkRoot(h.path, h.requireMount); err != nil {
+// Check returns nil while the root is healthy, else the reason.
+func (h *Root) Check() error {
+	if err := storageroot.Check(h.path, h.requireMount); err != nil {
 		return err
 	}
 	opened, err := h.root.Stat(".")
@@ -56,11 +61,11 @@ func (h *rootHealth) check() error {
 	return nil
 }
 
-// healthHandler answers GET and HEAD on /healthz itself and passes every
+// Handler answers GET and HEAD on /healthz itself and passes every
 // other request to next.
-func healthHandler(h *rootHealth, next http.Handler) http.Handler {
+func Handler(h *Root, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != healthPath {
+		if r.URL.Path != Path {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -70,7 +75,7 @@ func healthHandler(h *rootHealth, next http.Handler) http.Handler {
 			return
 		}
 		status, body := http.StatusOK, map[string]string{"status": "ok"}
-		if err := h.check(); err != nil {
+		if err := h.Check(); err != nil {
 			h.logger.Error("health check failed", "err", err)
 			status, body = http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()}
 		}

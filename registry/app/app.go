@@ -1,0 +1,61 @@
+// Package app builds the registry's request path: it translates our
+// configuration into distribution's (in code; operators never write
+// distribution YAML), builds distribution's handler, points distribution's
+// logrus output at our log with our level and format, and wraps the
+// handler with the middlewares we own.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"stx-registry/registry/accesslog"
+	"stx-registry/registry/config"
+	"stx-registry/registry/health"
+	"stx-registry/registry/mount"
+	"stx-registry/registry/tokenauth"
+	"stx-registry/shared/serve"
+)
+
+// NewHandler builds the full request path:
+//
+//	Progress → accesslog → health → mount.Fallback → distribution
+//
+// Progress keeps a slow push or pull alive while bytes move and cuts it
+// when they stop. shutdown stops distribution's background work and
+// releases the storage root.
+func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Controller, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
+	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
+		return nil, nil, err
+	}
+	dcfg, err := distributionConfig(cfg, tokens)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := health.Open(cfg.RootDirectory, cfg.RequireMount, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The app outlives ctx: requests in flight still use it while serve.Run
+	// drains them; shutdown stops it afterwards.
+	app, err := newApp(context.WithoutCancel(ctx), dcfg)
+	if err != nil {
+		root.Close()
+		return nil, nil, err
+	}
+	h = mount.Fallback(app, logger)
+	h = health.Handler(root, h)
+	h = accesslog.Handler(h, logger)
+	// Under Progress, RegistryTimeouts.Read and Write become idle limits
+	// that every transferred chunk renews.
+	h = serve.Progress(h, serve.RegistryTimeouts.Read)
+	shutdown = func() {
+		if err := app.Shutdown(); err != nil {
+			logger.Error("registry shutdown", "err", err)
+		}
+		root.Close()
+	}
+	return h, shutdown, nil
+}
