@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,19 +11,13 @@ import (
 // jwksMain implements "stx-token-server jwks [-f CONFIG]": it prints the
 // public halves of every signing_key as a JWKS, the signing key first.
 func jwksMain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server jwks", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("stx-token-server jwks", "usage: stx-token-server jwks [-f CONFIG]\n", stdout, stderr)
 	file := fs.String("f", config.DefaultFile, "configuration `file`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stx-token-server jwks [-f CONFIG]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
+		return fs.fail(nil)
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {

@@ -55,14 +55,17 @@
 // keys: the configuration file is read again and its signing_key list
 // replaces the running one (a bad key keeps the old ones; other changed
 // keywords are logged as needing a restart). "jwks" prints the public
-// signing keys as a JWKS. The users file is re-read when it changes. Exit status is 0 after a clean stop, 1 on any
-// configuration, listen or TLS error, 2 on a usage error.
+// signing keys as a JWKS. The users file is re-read when it changes.
+//
+// Exit status is 0 after a clean stop, -t success, -h or -version, 1 on
+// any configuration, listen or TLS error, 2 on a usage error (the error and
+// the usage text are on stderr). A configuration file with several errors
+// reports them all.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -85,7 +88,8 @@ import (
 	"stx-registry/token/server"
 )
 
-// usage is the synopsis printed, with the daemon's flags, on a usage error.
+// usage is the synopsis printed, with the daemon's flags, for -h and with
+// every usage error.
 const usage = `usage: stx-token-server [-f CONFIG] [-t]
        stx-token-server passwd -f USERS_FILE [-d] USER
        stx-token-server revoke [-f CONFIG] (-user USER | -all)
@@ -106,7 +110,7 @@ func main() {
 	case "probe":
 		os.Exit(probeMain(os.Args[2:]))
 	case "passwd":
-		err = passwdMain(os.Args[2:], os.Stdin, os.Stderr)
+		err = passwdMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "revoke":
 		err = revokeMain(os.Args[2:], os.Stdout, os.Stderr)
 	case "jwks":
@@ -114,7 +118,7 @@ func main() {
 	default:
 		err = daemonMain(os.Args[1:], os.Stdout, os.Stderr)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errHelp) {
 		fatal(err)
 	}
 }
@@ -122,22 +126,15 @@ func main() {
 // daemonMain parses the daemon's flags and runs it until SIGTERM or SIGINT,
 // or checks the configuration (-t), or prints the version.
 func daemonMain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("stx-token-server", usage, stdout, stderr)
 	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	version := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage // the flag package printed the error and the usage
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "stx-token-server: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return errUsage
+		return fs.fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if *version {
 		_, err := fmt.Fprintln(stdout, "stx-token-server", buildinfo.Version())

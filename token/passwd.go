@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,21 +17,15 @@ import (
 // passwdMain implements "stx-token-server passwd -f FILE [-d] USER". The
 // password is read from the terminal without echo, or as one line from
 // standard input when that is not a terminal; never from the command line.
-func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server passwd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func passwdMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := newFlags("stx-token-server passwd", "usage: stx-token-server passwd -f USERS_FILE [-d] USER\n", stdout, stderr)
 	file := fs.String("f", "", "users `file` (created with mode 0600 if missing)")
 	del := fs.Bool("d", false, "delete USER instead of setting a password")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stx-token-server passwd -f USERS_FILE [-d] USER")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if *file == "" || fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
+		return fs.fail(nil)
 	}
 	user := fs.Arg(0)
 	if *del {

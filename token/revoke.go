@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,30 +9,21 @@ import (
 	"stx-registry/token/refresh"
 )
 
-// errUsage is a command line mistake: main exits 2 after the usage text.
-var errUsage = errors.New("usage error")
-
 // revokeMain implements "stx-token-server revoke [-f CONFIG] (-user USER |
 // -all)": it deletes refresh tokens from state_directory and prints how
 // many. It takes the store's lock, so it is safe while the daemon runs, and
 // the daemon refuses a revoked token on its next refresh. Run it as the
 // service user: the state directory must belong to whoever runs it.
 func revokeMain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("stx-token-server revoke", "usage: stx-token-server revoke [-f CONFIG] (-user USER | -all)\n", stdout, stderr)
 	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	user := fs.String("user", "", "revoke the refresh tokens of `USER`")
 	all := fs.Bool("all", false, "revoke every refresh token")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stx-token-server revoke [-f CONFIG] (-user USER | -all)")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 || (*user == "") == !*all {
-		fs.Usage()
-		return errUsage
+		return fs.fail(nil)
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {

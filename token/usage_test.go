@@ -20,8 +20,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"daemon bad flag", func(o, e *bytes.Buffer) error { return daemonMain([]string{"-x"}, o, e) }, "usage: stx-token-server [-f CONFIG] [-t]"},
 		{"daemon argument", func(o, e *bytes.Buffer) error { return daemonMain([]string{"extra"}, o, e) }, "usage: stx-token-server [-f CONFIG] [-t]"},
-		{"passwd no file", func(o, e *bytes.Buffer) error { return passwdMain([]string{"alice"}, os.Stdin, e) }, "usage: stx-token-server passwd"},
-		{"passwd bad flag", func(o, e *bytes.Buffer) error { return passwdMain([]string{"-x"}, os.Stdin, e) }, "usage: stx-token-server passwd"},
+		{"passwd no file", func(o, e *bytes.Buffer) error { return passwdMain([]string{"alice"}, os.Stdin, o, e) }, "usage: stx-token-server passwd"},
+		{"passwd bad flag", func(o, e *bytes.Buffer) error { return passwdMain([]string{"-x"}, os.Stdin, o, e) }, "usage: stx-token-server passwd"},
 		{"revoke neither", func(o, e *bytes.Buffer) error { return revokeMain(nil, o, e) }, "usage: stx-token-server revoke"},
 		{"jwks argument", func(o, e *bytes.Buffer) error { return jwksMain([]string{"extra"}, o, e) }, "usage: stx-token-server jwks"},
 	}
@@ -33,6 +33,27 @@ func TestUsageErrors(t *testing.T) {
 		}
 		if !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%s: stderr %q lacks %q", tt.name, stderr.String(), tt.want)
+		}
+	}
+}
+
+// -h prints the usage on stdout and is not an error.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(stdout, stderr *bytes.Buffer) error
+		want string
+	}{
+		{"daemon", func(o, e *bytes.Buffer) error { return daemonMain([]string{"-h"}, o, e) }, "usage: stx-token-server [-f CONFIG] [-t]"},
+		{"passwd", func(o, e *bytes.Buffer) error { return passwdMain([]string{"-h"}, os.Stdin, o, e) }, "usage: stx-token-server passwd"},
+		{"revoke", func(o, e *bytes.Buffer) error { return revokeMain([]string{"-h"}, o, e) }, "usage: stx-token-server revoke"},
+		{"jwks", func(o, e *bytes.Buffer) error { return jwksMain([]string{"-h"}, o, e) }, "usage: stx-token-server jwks"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		err := tt.run(&stdout, &stderr)
+		if !errors.Is(err, errHelp) || !strings.Contains(stdout.String(), tt.want) || stderr.Len() != 0 {
+			t.Errorf("%s -h: %v, stdout %q, stderr %q", tt.name, err, stdout.String(), stderr.String())
 		}
 	}
 }
