@@ -15,14 +15,17 @@ import (
 	"stx-registry/registry/config"
 	"stx-registry/registry/health"
 	"stx-registry/registry/mount"
+	"stx-registry/registry/referrers"
 	"stx-registry/registry/tokenauth"
 	"stx-registry/shared/serve"
 )
 
 // NewHandler builds the full request path:
 //
-//	Progress → accesslog → health → mount.Fallback → distribution
+//	Progress → accesslog → health → mount.Fallback → referrers → distribution
 //
+// referrers serves the OCI referrers API that distribution lacks, and
+// records the referrers among the manifests distribution stores.
 // Progress keeps a slow push or pull alive while bytes move and cuts it
 // when they stop. shutdown stops distribution's background work and
 // releases the storage root.
@@ -45,7 +48,14 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 		root.Close()
 		return nil, nil, err
 	}
-	h = mount.Fallback(app, logger)
+	records, err := referrers.Open(cfg.RootDirectory)
+	if err != nil {
+		_ = app.Shutdown()
+		root.Close()
+		return nil, nil, err
+	}
+	h = referrers.Handler(app, records, tokens, logger)
+	h = mount.Fallback(h, logger)
 	h = health.Handler(root, h)
 	h = accesslog.Handler(h, logger)
 	// Under Progress, RegistryTimeouts.Read and Write become idle limits
@@ -55,6 +65,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 		if err := app.Shutdown(); err != nil {
 			logger.Error("registry shutdown", "err", err)
 		}
+		records.Close()
 		root.Close()
 	}
 	return h, shutdown, nil

@@ -36,6 +36,7 @@ type testRegistry struct {
 	key    tokentest.Key
 	tokens *tokenauth.Controller
 	bundle string // token_certificate, a file of the test's own
+	root   string // root_directory
 }
 
 func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegistry {
@@ -66,7 +67,7 @@ func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegist
 		srv.Close()
 		shutdown()
 	})
-	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens, bundle: cfg.TokenCertificate}
+	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens, bundle: cfg.TokenCertificate, root: cfg.RootDirectory}
 }
 
 // do sends a request with an optional bearer token.

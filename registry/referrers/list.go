@@ -1,0 +1,124 @@
+package referrers
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// MaxPageEntries is the most referrers one listing page holds, and its
+// size when the client gives no n: the same bound as distribution's tag
+// list pages.
+const MaxPageEntries = 1000
+
+// maxPageBytes bounds the descriptors of one page: clients read a
+// referrers index like a manifest and refuse one over 4 MiB (oras does),
+// so a page ends before it would grow past that, whatever n says. The
+// rest of the index (its brackets and media type) fits in the margin.
+const maxPageBytes = maxManifestBytes - 4<<10
+
+// Query selects one page of a subject's referrers.
+type Query struct {
+	// ArtifactType keeps only the referrers of that artifact type; empty
+	// keeps all.
+	ArtifactType string
+	// After is the last referrer of the previous page; the page starts
+	// after it. Empty starts at the beginning.
+	After digest.Digest
+	// Limit is the most entries of the page, 1 to MaxPageEntries.
+	Limit int
+}
+
+// Page is one page of a listing, in digest order.
+type Page struct {
+	Manifests []ocispec.Descriptor
+	// More is true when referrers follow the page; the next page starts
+	// after its last entry.
+	More bool
+}
+
+// List returns a page of the referrers of subject in repo whose manifests
+// are still in repo. It reads the subject's directory, and the records and
+// the existence of the manifests of one page.
+func (s *Store) List(repo string, subject digest.Digest, q Query, logger *slog.Logger) (Page, error) {
+	names, err := s.digestNames(subjectDir(repo, subject))
+	if err != nil {
+		return Page{}, err
+	}
+	limit := min(max(q.Limit, 1), MaxPageEntries)
+	page := Page{Manifests: []ocispec.Descriptor{}}
+	size := 0
+	for _, n := range names {
+		if q.After != "" && n <= q.After.Encoded() {
+			continue
+		}
+		m := digest.NewDigestFromEncoded(digest.SHA256, n)
+		if !s.inRepository(repo, m) {
+			continue // a record that outlived its manifest
+		}
+		d, encoded, ok := s.readRecord(repo, subject, m, logger)
+		if !ok || (q.ArtifactType != "" && d.ArtifactType != q.ArtifactType) {
+			continue
+		}
+		if len(page.Manifests) == limit || (len(page.Manifests) > 0 && size+encoded > maxPageBytes) {
+			page.More = true
+			break
+		}
+		page.Manifests = append(page.Manifests, d)
+		size += encoded + 1
+	}
+	return page, nil
+}
+
+// readRecord returns the descriptor of referrer m and its encoded size. A
+// record that cannot be read as the descriptor of m (a bug, or a damaged
+// disk) is replaced by one made from the manifest itself.
+func (s *Store) readRecord(repo string, subject, m digest.Digest, logger *slog.Logger) (ocispec.Descriptor, int, bool) {
+	var d ocispec.Descriptor
+	b, err := s.readBounded(recordPath(repo, subject, m))
+	if err == nil {
+		err = json.Unmarshal(b, &d)
+	}
+	if err == nil && d.Digest == m {
+		return d, len(b), true
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, 0, false // removed since the directory was read
+	}
+	logger.Warn("referrer record unreadable, describing the manifest instead", "repository", repo, "subject", subject, "referrer", m, "err", err)
+	payload, err := s.manifest(m)
+	if err != nil {
+		return d, 0, false
+	}
+	ref, err := Describe(m, payload)
+	if err != nil || ref.Subject != subject {
+		return d, 0, false
+	}
+	b, err = json.Marshal(ref.Descriptor)
+	if err != nil {
+		return d, 0, false
+	}
+	return ref.Descriptor, len(b), true
+}
+
+// readBounded reads a record of at most maxRecordBytes.
+func (s *Store) readBounded(name string) ([]byte, error) {
+	f, err := s.root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxRecordBytes {
+		return nil, errors.New("record too large")
+	}
+	return b, nil
+}
