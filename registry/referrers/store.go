@@ -132,9 +132,9 @@ type manifestFields struct {
 	Config       *struct {
 		MediaType string `json:"mediaType"`
 	} `json:"config"`
-	Manifests   json.RawMessage `json:"manifests"`
+	Manifests   json.RawMessage                 `json:"manifests"`
 	Subject     *struct{ Digest digest.Digest } `json:"subject"`
-	Annotations map[string]string              `json:"annotations"`
+	Annotations map[string]string               `json:"annotations"`
 }
 
 // Describe parses manifest m (its stored bytes) into its descriptor and
