@@ -40,6 +40,11 @@
 // logged and the old one kept); all three are also re-read when they
 // change. The configuration file is read only at start.
 //
+// Referrers: GET /v2/<name>/referrers/<digest> lists the manifests of
+// <name> whose subject is <digest> (OCI 1.1), from records kept under
+// root_directory; "stx-registry referrers-rebuild" writes them again from
+// the manifests, beside the running daemon or without it.
+//
 // Exit status: 0 after a clean shutdown, -t success, -h or -version; 2 on
 // a usage error, with the usage text; 1 on any other error. Errors are
 // printed on standard error after "stx-registry: ". A configuration file
@@ -72,11 +77,15 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probeMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "referrers-rebuild" {
+		os.Exit(rebuildMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // usageLine is the synopsis printed with -h and with every usage error.
-const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration]"
+const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration] |\n" +
+	"       referrers-rebuild [-f file]"
 
 // Exit statuses.
 const (

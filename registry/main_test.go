@@ -54,3 +54,20 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestReferrersRebuildCommand runs the subcommand's usage paths; its work
+// is tested in package referrers.
+func TestReferrersRebuildCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if got := rebuildMain([]string{"-h"}, &stdout, &stderr); got != exitOK || !strings.HasPrefix(stdout.String(), rebuildUsage) {
+		t.Errorf("-h: status %d, stdout %q", got, stdout.String())
+	}
+	stdout.Reset()
+	if got := rebuildMain([]string{"now"}, &stdout, &stderr); got != exitUsage || !strings.Contains(stderr.String(), `unexpected argument "now"`) {
+		t.Errorf("argument: status %d, stderr %q", got, stderr.String())
+	}
+	stderr.Reset()
+	if got := rebuildMain([]string{"-f", filepath.Join(t.TempDir(), "none.conf")}, &stdout, &stderr); got != exitError {
+		t.Errorf("missing config: status %d, stderr %q", got, stderr.String())
+	}
+}
