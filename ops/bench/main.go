@@ -21,6 +21,8 @@
 //     100-layer image, against upstream distribution's registry configured
 //     alike, and pull against cat | sha256sum of the same blob;
 //   - 200 parallel pulls and 500 parallel token requests;
+//   - the referrers listing of a subject with 1000 referrers among 10000
+//     other manifests, against the tag list of as many tags;
 //   - peak RSS and CPU time of the daemons.
 //
 // Every number is the median of -runs runs with min and max. Ratios are
@@ -100,6 +102,10 @@ type settings struct {
 	ksSequential int // Keystone phases
 	ksConcurrent int
 	ksBad        int
+
+	referrers   int // referrers of one subject, each also tagged
+	unrelated   int // other manifests in the same repository
+	listRepeats int // timed GETs of each listing
 }
 
 func settingsFor(quick bool, runs int) settings {
@@ -109,10 +115,12 @@ func settingsFor(quick bool, runs int) settings {
 		bigBytes: 512 << 20, smallLayers: 100, smallLayerBytes: 1 << 20,
 		concLayers: 4, concLayerBytes: 1 << 20, parallelPulls: 200, parallelTokens: 500,
 		ksSequential: 1000, ksConcurrent: 64, ksBad: 300,
+		referrers: 1000, unrelated: 10000, listRepeats: 50,
 	}
 	if quick {
 		s.tokenCount, s.tokenTime = 3000, 4*time.Second
 		s.bigBytes, s.smallLayers, s.smallLayerBytes = 64<<20, 20, 512<<10
+		s.unrelated, s.listRepeats = 1000, 20
 	}
 	return s
 }
@@ -151,6 +159,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		{"keystone load", w.benchKeystone},
 		{"registry data path", w.benchDataPath},
 		{"concurrency", w.benchConcurrency},
+		{"referrers listing", w.benchReferrers},
 	}
 	for _, st := range steps {
 		if ctx.Err() != nil {

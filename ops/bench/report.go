@@ -227,6 +227,7 @@ func (r *report) setup() []string {
 		"upstream: distribution v3.1.2 cmd/registry built from the module cache, with the same certificate, token server, issuer, service, signing certificate bundle, filesystem driver, in-memory blob descriptor cache and deletes enabled",
 		fmt.Sprintf("parallel pulls: %d clients at once, each with its own TLS connections: token, manifest, then every blob, digests checked, of an image of %d layers of %d KiB", s.parallelPulls, s.concLayers, s.concLayerBytes>>10),
 		fmt.Sprintf("parallel tokens: %d requests at once, each on its own new TLS connection", s.parallelTokens),
+		fmt.Sprintf("referrers: %d artifacts naming one subject, each also tagged, and %d other manifests in the same repository, pushed to stx-registry on new storage; then %d timed GETs of the referrers listing and of the tag list, each one page of %d entries", s.referrers, s.unrelated, s.listRepeats, s.referrers),
 		"RSS: VmHWM (peak resident memory) from /proc; CPU: utime+stime from /proc",
 	}
 }
@@ -280,6 +281,11 @@ func describe(name string) string {
 		"parallel_tokens_errors":              "failed requests of the parallel token requests",
 		"parallel_tokens_wall":                "wall time of the parallel token requests",
 		"parallel_tokens_p99":                 "99th percentile of one parallel token request",
+		"referrers_list_p50":                  "GET referrers of one subject, one page (see set-up)",
+		"referrers_list_p99":                  "GET referrers of one subject, one page (p99)",
+		"tags_list_p50":                       "GET tags/list, one page of as many tags, same repository",
+		"tags_list_p99":                       "GET tags/list, one page of as many tags (p99)",
+		"referrers_vs_tags_list_ratio":        "referrers listing p50 over tag list p50",
 	}
 	if v, ok := d[name]; ok {
 		return v
