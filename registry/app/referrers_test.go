@@ -450,3 +450,32 @@ func mustJSON(v any) string {
 
 // equalJSON compares two values by their JSON encoding.
 func equalJSON(a, b any) bool { return mustJSON(a) == mustJSON(b) }
+
+// TestReferrersRecordFailure makes the record impossible to write: the
+// push is answered 500, never 201, and succeeds once the record can be
+// written.
+func TestReferrersRecordFailure(t *testing.T) {
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), false)
+	tok := r.token("alice", tokentest.Repo("alice/y", "pull", "push"))
+	r.pushBlob("alice/y", tok, emptyJSON)
+	blocker := filepath.Join(r.root, "docker/registry/v2/repositories/alice/y/_referrers")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	subject := manifestDesc{MediaType: mediaManifest, Digest: sha256Digest([]byte("s")), Size: 1}
+	body := artifact(t, &subject, typeSignature, mediaEmpty, nil)
+	resp := r.do(http.MethodPut, "/v2/alice/y/manifests/"+sha256Digest(body), tok, body, http.Header{"Content-Type": {mediaManifest}})
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("OCI-Subject") != "" || resp.Header.Get("Location") != "" {
+		t.Errorf("unrecordable push: status %d, OCI-Subject %q, Location %q: %s",
+			resp.StatusCode, resp.Header.Get("OCI-Subject"), resp.Header.Get("Location"), msg)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	r.putManifest("alice/y", "", tok, mediaManifest, body)
+	got, _ := r.listReferrers("/v2/alice/y/referrers/"+subject.Digest, tok)
+	if d := digests(got.Manifests); len(d) != 1 || d[0] != sha256Digest(body) {
+		t.Errorf("after the retry: %v", d)
+	}
+}

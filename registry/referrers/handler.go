@@ -104,6 +104,9 @@ func recordPut(h http.Header, s *Store, name string) error {
 	if err != nil {
 		return fmt.Errorf("referrers: distribution stored a manifest without a valid digest: %w", err)
 	}
+	if !supported(m) {
+		return nil // not in sha256: distribution refuses such a PUT before this
+	}
 	subject, err := s.Record(name, m)
 	if err != nil {
 		return err
@@ -129,7 +132,9 @@ type statusHook struct {
 
 func (h *statusHook) WriteHeader(status int) {
 	if h.decided {
-		h.ResponseWriter.WriteHeader(status) // net/http logs the superfluous call
+		if !h.replaced {
+			h.ResponseWriter.WriteHeader(status) // net/http logs the superfluous call
+		}
 		return
 	}
 	h.decided = true
