@@ -3,9 +3,12 @@ package referrers
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -44,24 +47,33 @@ type Page struct {
 
 // List returns a page of the referrers of subject in repo whose manifests
 // are still in repo. It reads the subject's directory, and the records and
-// the existence of the manifests of one page.
+// the existence of the manifests of one page, through directory handles
+// opened once per listing.
 func (s *Store) List(repo string, subject digest.Digest, q Query, logger *slog.Logger) (Page, error) {
-	names, err := s.digestNames(subjectDir(repo, subject))
+	page := Page{Manifests: []ocispec.Descriptor{}}
+	dirs, err := s.openListing(repo, subject)
+	if errors.Is(err, fs.ErrNotExist) {
+		return page, nil // no records, or no such repository
+	}
+	if err != nil {
+		return Page{}, fmt.Errorf("referrers: %w", err)
+	}
+	defer dirs.close()
+	names, err := digestNames(dirs.records, ".")
 	if err != nil {
 		return Page{}, err
 	}
 	limit := min(max(q.Limit, 1), MaxPageEntries)
-	page := Page{Manifests: []ocispec.Descriptor{}}
 	size := 0
 	for _, n := range names {
 		if q.After != "" && n <= q.After.Encoded() {
 			continue
 		}
-		m := digest.NewDigestFromEncoded(digest.SHA256, n)
-		if !s.inRepository(repo, m) {
+		if !dirs.inRepository(n) {
 			continue // a record that outlived its manifest
 		}
-		d, encoded, ok := s.readRecord(repo, subject, m, logger)
+		m := digest.NewDigestFromEncoded(digest.SHA256, n)
+		d, encoded, ok := s.readRecord(dirs.records, repo, subject, m, logger)
 		if !ok || (q.ArtifactType != "" && d.ArtifactType != q.ArtifactType) {
 			continue
 		}
@@ -75,12 +87,54 @@ func (s *Store) List(repo string, subject digest.Digest, q Query, logger *slog.L
 	return page, nil
 }
 
+// listing holds the directories one listing reads, so that each entry
+// costs a few lookups of one or three path components.
+type listing struct {
+	records   *os.Root // the subject's records
+	revisions *os.Root // the repository's _manifests/revisions/sha256
+	blobs     *os.Root // blobs/sha256
+}
+
+func (s *Store) openListing(repo string, subject digest.Digest) (*listing, error) {
+	var l listing
+	var err error
+	if l.records, err = s.root.OpenRoot(subjectDir(repo, subject)); err != nil {
+		return nil, err
+	}
+	if l.revisions, err = s.root.OpenRoot(path.Join(repoDir(repo), "_manifests/revisions", digest.SHA256.String())); err != nil {
+		l.close()
+		return nil, err
+	}
+	if l.blobs, err = s.root.OpenRoot(path.Join(v2, "blobs", digest.SHA256.String())); err != nil {
+		l.close()
+		return nil, err
+	}
+	return &l, nil
+}
+
+func (l *listing) close() {
+	for _, r := range []*os.Root{l.records, l.revisions, l.blobs} {
+		if r != nil {
+			r.Close()
+		}
+	}
+}
+
+// inRepository is Store.inRepository for the sha256 hex n.
+func (l *listing) inRepository(n string) bool {
+	if _, err := l.revisions.Stat(n + "/link"); err != nil {
+		return false
+	}
+	_, err := l.blobs.Stat(n[:2] + "/" + n + "/data")
+	return err == nil
+}
+
 // readRecord returns the descriptor of referrer m and its encoded size. A
 // record that cannot be read as the descriptor of m (a bug, or a damaged
 // disk) is replaced by one made from the manifest itself.
-func (s *Store) readRecord(repo string, subject, m digest.Digest, logger *slog.Logger) (ocispec.Descriptor, int, bool) {
+func (s *Store) readRecord(records *os.Root, repo string, subject, m digest.Digest, logger *slog.Logger) (ocispec.Descriptor, int, bool) {
 	var d ocispec.Descriptor
-	b, err := s.readBounded(recordPath(repo, subject, m))
+	b, err := readBounded(records, m.Encoded())
 	if err == nil {
 		err = json.Unmarshal(b, &d)
 	}
@@ -107,8 +161,8 @@ func (s *Store) readRecord(repo string, subject, m digest.Digest, logger *slog.L
 }
 
 // readBounded reads a record of at most maxRecordBytes.
-func (s *Store) readBounded(name string) ([]byte, error) {
-	f, err := s.root.Open(name)
+func readBounded(root *os.Root, name string) ([]byte, error) {
+	f, err := root.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func (s *Store) repositories() ([]string, error) {
 }
 
 func (s *Store) rebuildRepository(repo string, res *RebuildResult) error {
-	revisions, err := s.digestNames(path.Join(repoDir(repo), "_manifests/revisions", digest.SHA256.String()))
+	revisions, err := digestNames(s.root, path.Join(repoDir(repo), "_manifests/revisions", digest.SHA256.String()))
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *Store) rebuildRepository(repo string, res *RebuildResult) error {
 		if err != nil {
 			return fmt.Errorf("referrers: %w", err)
 		}
-		if have, err := s.readBounded(recordPath(repo, ref.Subject, m)); err == nil && bytes.Equal(have, want) {
+		if have, err := readBounded(s.root, recordPath(repo, ref.Subject, m)); err == nil && bytes.Equal(have, want) {
 			continue
 		}
 		if err := s.add(repo, ref.Subject, ref.Descriptor); err != nil {

@@ -359,7 +359,7 @@ func (s *Store) Forget(repo string, subject, referrer digest.Digest) error {
 // the garbage collection: the records say nothing about whether those
 // subjects, or their referrers, still exist).
 func (s *Store) Subjects(repo string) ([]digest.Digest, error) {
-	names, err := s.digestNames(path.Join(repoDir(repo), recordsDir, digest.SHA256.String()))
+	names, err := digestNames(s.root, path.Join(repoDir(repo), recordsDir, digest.SHA256.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +377,7 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]digest.Digest, 
 	if !supported(subject) {
 		return nil, fmt.Errorf("referrers: %q is not a sha256 digest", subject)
 	}
-	names, err := s.digestNames(subjectDir(repo, subject))
+	names, err := digestNames(s.root, subjectDir(repo, subject))
 	if err != nil {
 		return nil, err
 	}
@@ -391,8 +391,8 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]digest.Digest, 
 // digestNames returns, sorted, the entries of dir named like a sha256
 // digest's hex part; a missing dir has none. Temporary files start with a
 // dot and are left out.
-func (s *Store) digestNames(dir string) ([]string, error) {
-	f, err := s.root.Open(dir)
+func digestNames(root *os.Root, dir string) ([]string, error) {
+	f, err := root.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -296,3 +296,41 @@ func TestRecordChecksBytes(t *testing.T) {
 		t.Error("recorded a sha512 manifest")
 	}
 }
+
+// BenchmarkList lists one page of 1000 referrers of a subject in a
+// repository that also holds 10000 other manifests, 1000 of them
+// referrers of other subjects.
+func BenchmarkList(b *testing.B) {
+	t := &testing.T{}
+	dir := b.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	l := &layout{t: t, dir: dir, repo: "team/app"}
+	subject := digest.FromString("subject")
+	for i := range 11000 {
+		subj := digest.Digest("")
+		switch {
+		case i < 1000:
+			subj = subject
+		case i < 2000:
+			subj = digest.FromString(fmt.Sprint("other ", i%10))
+		}
+		m := l.put(referrerOf(subj, "x/sig", i))
+		if subj != "" {
+			if _, err := s.Record(l.repo, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	logger := slog.New(slog.DiscardHandler)
+	b.ResetTimer()
+	for b.Loop() {
+		p, err := s.List(l.repo, subject, Query{Limit: MaxPageEntries}, logger)
+		if err != nil || len(p.Manifests) != 1000 {
+			b.Fatalf("%d entries, %v", len(p.Manifests), err)
+		}
+	}
+}
