@@ -88,11 +88,10 @@ func (s *Store) List(repo string, subject digest.Digest, q Query, logger *slog.L
 }
 
 // listing holds the directories one listing reads, so that each entry
-// costs a few lookups of one or three path components.
+// costs two short lookups: its revision link and its record.
 type listing struct {
 	records   *os.Root // the subject's records
 	revisions *os.Root // the repository's _manifests/revisions/sha256
-	blobs     *os.Root // blobs/sha256
 }
 
 func (s *Store) openListing(repo string, subject digest.Digest) (*listing, error) {
@@ -105,27 +104,23 @@ func (s *Store) openListing(repo string, subject digest.Digest) (*listing, error
 		l.close()
 		return nil, err
 	}
-	if l.blobs, err = s.root.OpenRoot(path.Join(v2, "blobs", digest.SHA256.String())); err != nil {
-		l.close()
-		return nil, err
-	}
 	return &l, nil
 }
 
 func (l *listing) close() {
-	for _, r := range []*os.Root{l.records, l.revisions, l.blobs} {
+	for _, r := range []*os.Root{l.records, l.revisions} {
 		if r != nil {
 			r.Close()
 		}
 	}
 }
 
-// inRepository is Store.inRepository for the sha256 hex n.
+// inRepository reports whether the manifest of sha256 hex n is in the
+// repository: its revision link is there. Distribution removes that link
+// when the manifest is deleted, and the garbage collection removes it
+// before the manifest's bytes, so the link alone answers.
 func (l *listing) inRepository(n string) bool {
-	if _, err := l.revisions.Stat(n + "/link"); err != nil {
-		return false
-	}
-	_, err := l.blobs.Stat(n[:2] + "/" + n + "/data")
+	_, err := l.revisions.Stat(n + "/link")
 	return err == nil
 }
 
