@@ -229,7 +229,8 @@ func serveList(w http.ResponseWriter, r *http.Request, s *Store, access auth.Acc
 
 // authorized asks access for pull on name, as distribution does for any
 // read, and answers the refusal as distribution would: the challenge and
-// an UNAUTHORIZED error, or a bare 400 when the controller fails.
+// an UNAUTHORIZED error, or a 400 saying nothing more when the controller
+// itself fails.
 func authorized(w http.ResponseWriter, r *http.Request, access auth.AccessController, logger *slog.Logger, name string) bool {
 	want := auth.Access{Resource: auth.Resource{Type: "repository", Name: name}, Action: "pull"}
 	grant, err := access.Authorized(r, want)
@@ -242,7 +243,7 @@ func authorized(w http.ResponseWriter, r *http.Request, access auth.AccessContro
 		return false
 	}
 	logger.Error("checking authorization of a referrers listing", "repository", name, "err", err)
-	w.WriteHeader(http.StatusBadRequest)
+	serveError(w, r, errcode.ErrorCodeUnknown, http.StatusBadRequest)
 	return false
 }
 

@@ -1,0 +1,66 @@
+package referrers
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+)
+
+func TestSplitPath(t *testing.T) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		path, sep, name, ref string
+		ok                   bool
+	}{
+		{"/v2/a/b/referrers/" + d, "/referrers/", "a/b", d, true},
+		{"/v2/a/referrers/b/referrers/" + d, "/referrers/", "a/referrers/b", d, true},
+		{"/v2/a/referrers/b/manifests/latest", "/referrers/", "", "", false},
+		{"/v2/a/referrers/b/manifests/latest", "/manifests/", "a/referrers/b", "latest", true},
+		{"/v2/referrers/" + d, "/referrers/", "", "", false},
+		{"/v2/a/referrers/", "/referrers/", "", "", false},
+		{"/v3/a/referrers/" + d, "/referrers/", "", "", false},
+	}
+	for _, tt := range tests {
+		name, ref, ok := splitPath(tt.path, tt.sep)
+		if name != tt.name || ref != tt.ref || ok != tt.ok {
+			t.Errorf("splitPath(%q, %q) = %q, %q, %v", tt.path, tt.sep, name, ref, ok)
+		}
+	}
+}
+
+// brokenController fails without a challenge, as a misconfigured access
+// controller would.
+type brokenController struct{}
+
+func (brokenController) Authorized(*http.Request, ...auth.Access) (*auth.Grant, error) {
+	return nil, errors.New("broken")
+}
+
+// TestHandlerRouting checks that only the referrers path is answered here,
+// and that a failing access controller gives a 400 that says nothing.
+func TestHandlerRouting(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	passed := 0
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { passed++ })
+	h := Handler(next, s, brokenController{}, slog.New(slog.DiscardHandler))
+	for _, p := range []string{"/v2/", "/v2/a/tags/list", "/v2/a/manifests/latest", "/healthz"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
+	}
+	if passed != 4 {
+		t.Errorf("%d of 4 requests passed to distribution", passed)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v2/a/referrers/sha256:"+strings.Repeat("a", 64), nil))
+	if w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "broken") || passed != 4 {
+		t.Errorf("broken controller: status %d %q", w.Code, w.Body.String())
+	}
+}
