@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -315,5 +316,68 @@ func TestReferrersSHA512(t *testing.T) {
 	r := e.api(t, http.MethodGet, "/v2/user1/signed/referrers/sha512:"+strings.Repeat("0", 128), tok, nil, nil)
 	if r.status != http.StatusBadRequest || !bytes.Contains(r.body, []byte(`"DIGEST_INVALID"`)) {
 		t.Errorf("sha512 subject: status %d %s, want 400 DIGEST_INVALID", r.status, r.body)
+	}
+}
+
+// TestReferrersKillAndRebuild pushes referrers with oras, kills the
+// registry with SIGKILL and starts it again: the listing is intact. Then it
+// loses every record and stx-registry referrers-rebuild writes them back.
+func TestReferrersKillAndRebuild(t *testing.T) {
+	needTool(t, "openssl")
+	e, err := newEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.stop()
+		os.RemoveAll(e.dir)
+	})
+	if err := e.passwd("user1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.start(); err != nil {
+		t.Fatal(err)
+	}
+	h := newClientHome(t)
+	im := newImage(t, "v1")
+	e.mustPush(t, h, "user1", im, "user1/killed:v1")
+	ref := e.registryAddr + "/user1/killed:v1"
+	writeFile(t, filepath.Join(h.dir, "sig.bin"), []byte("signature"))
+	for _, typ := range []string{"application/vnd.example.a", "application/vnd.example.b"} {
+		if r := e.oras(t, h, "user1", "attach", "--artifact-type", typ, ref, "sig.bin"); r.err != nil {
+			t.Fatalf("oras attach: %v\n%s", r.err, r.output)
+		}
+	}
+	want := []string{"application/vnd.example.a", "application/vnd.example.b"}
+
+	if err := e.registry.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.registry.Done()
+	if e.registry, err = testrig.StartDaemon(bin.Registry, e.registryConf(), filepath.Join(e.dir, "registry-2.log")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitHealthy(e.registryAddr, e.registry); err != nil {
+		t.Fatal(err)
+	}
+	if got := artifactTypes(e.orasDiscover(t, h, "user1", ref)); !slices.Equal(got, want) {
+		t.Errorf("after kill -9: %v, want %v", got, want)
+	}
+
+	records := filepath.Join(e.dir, "storage/docker/registry/v2/repositories/user1/killed/_referrers")
+	if err := os.RemoveAll(records); err != nil {
+		t.Fatal(err)
+	}
+	if got := artifactTypes(e.orasDiscover(t, h, "user1", ref)); len(got) != 0 {
+		t.Errorf("records removed, yet listed: %v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin.Registry, "referrers-rebuild", "-f", e.registryConf()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "wrote 2 records") {
+		t.Fatalf("referrers-rebuild: %v\n%s", err, out)
+	}
+	if got := artifactTypes(e.orasDiscover(t, h, "user1", ref)); !slices.Equal(got, want) {
+		t.Errorf("after referrers-rebuild: %v, want %v", got, want)
 	}
 }
