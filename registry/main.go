@@ -69,14 +69,22 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		os.Exit(probeMain(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "probe":
+			os.Exit(probeMain(os.Args[2:]))
+		case "gc":
+			os.Exit(gcMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "usage":
+			os.Exit(usageMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // usageLine is the synopsis printed with -h and with every usage error.
-const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration]"
+const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration] |\n" +
+	"       gc [-n] [-delete-untagged] [-f file] | usage [-f file]"
 
 // Exit statuses.
 const (

@@ -401,54 +401,31 @@ func (c *collector) sweepManifests(res *Result) error {
 // directory without data (left by an interrupted removal) goes too.
 func (c *collector) sweepBlobs(res *Result) (map[string]bool, error) {
 	swept := map[string]bool{}
-	base := v2 + "/blobs"
-	algs, err := fs.ReadDir(c.fsys, base)
-	if errors.Is(err, fs.ErrNotExist) {
-		return swept, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gc: reading blobs: %w", err)
-	}
-	for _, alg := range algs {
-		prefixes, err := fs.ReadDir(c.fsys, base+"/"+alg.Name())
-		if err != nil {
-			return nil, fmt.Errorf("gc: reading blobs: %w", err)
+	err := forEachBlob(c.fsys, func(d, dir string) error {
+		if c.marked[d] || c.young[d] {
+			res.Kept++
+			return nil
 		}
-		for _, prefix := range prefixes {
-			dir := base + "/" + alg.Name() + "/" + prefix.Name()
-			entries, err := fs.ReadDir(c.fsys, dir)
-			if err != nil {
-				return nil, fmt.Errorf("gc: reading blobs: %w", err)
+		var size int64
+		if fi, err := fs.Stat(c.fsys, dir+"/data"); err == nil {
+			if !c.old(fi.ModTime()) {
+				res.Kept++
+				return nil
 			}
-			for _, e := range entries {
-				d := alg.Name() + ":" + e.Name()
-				if !digestRE.MatchString(d) || c.marked[d] || c.young[d] {
-					if digestRE.MatchString(d) {
-						res.Kept++
-					}
-					continue
-				}
-				var size int64
-				if fi, err := fs.Stat(c.fsys, dir+"/"+e.Name()+"/data"); err == nil {
-					if !c.old(fi.ModTime()) {
-						res.Kept++
-						continue
-					}
-					size = fi.Size()
-				}
-				res.Blobs++
-				res.Bytes += size
-				swept[d] = true
-				if c.opts.DryRun {
-					continue
-				}
-				if err := c.root.RemoveAll(dir + "/" + e.Name()); err != nil {
-					return nil, fmt.Errorf("gc: removing blob %s: %w", d, err)
-				}
-			}
+			size = fi.Size()
 		}
-	}
-	return swept, nil
+		res.Blobs++
+		res.Bytes += size
+		swept[d] = true
+		if c.opts.DryRun {
+			return nil
+		}
+		if err := c.root.RemoveAll(dir); err != nil {
+			return fmt.Errorf("gc: removing blob %s: %w", d, err)
+		}
+		return nil
+	})
+	return swept, err
 }
 
 // sweepLayerLinks removes the repositories' links to swept blobs, so that

@@ -1,0 +1,153 @@
+// Package reserve keeps the registry's storage from filling up silently.
+// Below a free-space reserve (storage_reserve) it refuses new uploads from
+// non-admins before any byte is written, with a JSON registry error saying
+// the storage is full; admins may push into the reserve (platform
+// upgrades). Deletes, pulls and garbage collection are never refused. If
+// the filesystem runs out anyway (ENOSPC in the middle of an upload), the
+// client gets the same clear error and the partial upload is removed.
+//
+// Who is an admin: the token server grants push on a repository outside
+// the user's own namespace ("USER/...") to admins only, so a push whose
+// verified token names a subject other than the repository's first path
+// component is an admin's. The token is checked with the same access
+// controller distribution uses, for the access distribution will require.
+package reserve
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"syscall"
+
+	"github.com/distribution/distribution/v3/registry/auth"
+
+	"stx-registry/registry/route"
+)
+
+// Space is a filesystem's size and free space, in bytes.
+type Space struct {
+	Total, Free uint64
+}
+
+// Statfs returns the space of the filesystem holding path; Free is what an
+// unprivileged writer may use (f_bavail).
+func Statfs(path string) (Space, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return Space{}, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	bs := uint64(st.Bsize)
+	return Space{Total: st.Blocks * bs, Free: st.Bavail * bs}, nil
+}
+
+// Authorizer verifies a request's token for some access; the registry's
+// tokenauth.Controller is one.
+type Authorizer interface {
+	Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error)
+}
+
+// Guard decides, per request, whether the storage can take it.
+type Guard struct {
+	Root    string // root_directory
+	Reserve Size
+	Auth    Authorizer
+	Logger  *slog.Logger
+	// Statfs is the space probe; nil means Statfs.
+	Statfs func(string) (Space, error)
+}
+
+// Below reports whether free space is under the reserve, with the space.
+func (g *Guard) Below() (bool, Space, error) {
+	statfs := g.Statfs
+	if statfs == nil {
+		statfs = Statfs
+	}
+	sp, err := statfs(g.Root)
+	if err != nil {
+		return false, sp, err
+	}
+	return sp.Free < g.Reserve.For(sp.Total), sp, nil
+}
+
+// writes reports whether r adds data to the storage: an upload start
+// (except a cross-repository mount, which writes one link), an upload's
+// data or final PUT, or a manifest PUT.
+func writes(r *http.Request, rt route.Route) bool {
+	switch rt.Class {
+	case route.Upload:
+		switch r.Method {
+		case http.MethodPost:
+			return !r.URL.Query().Has("mount")
+		case http.MethodPatch, http.MethodPut:
+			return true
+		}
+	case route.Manifest:
+		return r.Method == http.MethodPut
+	}
+	return false
+}
+
+// isAdmin reports whether r carries a valid token granting push on the
+// repository name to a subject other than the namespace owner: only admins
+// get that from the token server. A request without a valid token is not
+// an admin's (distribution then answers it with its own challenge).
+func (g *Guard) isAdmin(r *http.Request, name string) bool {
+	res := auth.Resource{Type: "repository", Name: name}
+	grant, err := g.Auth.Authorized(r, auth.Access{Resource: res, Action: "pull"}, auth.Access{Resource: res, Action: "push"})
+	if err != nil || grant == nil || grant.User.Name == "" {
+		return false
+	}
+	ns, _, _ := strings.Cut(name, "/")
+	return grant.User.Name != ns
+}
+
+// Handler refuses, while free space is below the reserve, every request
+// that writes (see writes) unless it is an admin's, with 507 and the JSON
+// error of Refuse. It also catches a 5xx answer to an upload's data or
+// final PUT when the space is gone (ENOSPC): the partial upload is
+// removed and the client gets the same error.
+func (g *Guard) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt := route.Parse(r.URL.Path)
+		if !writes(r, rt) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		below, sp, err := g.Below()
+		if err != nil {
+			g.Logger.Error("storage space unknown", "err", err)
+		}
+		if below && !g.isAdmin(r, rt.Name) {
+			g.Logger.Warn("upload refused: storage below the reserve", "method", r.Method, "route", string(rt.Class),
+				"free_bytes", sp.Free, "reserve_bytes", g.Reserve.For(sp.Total))
+			Refuse(w)
+			return
+		}
+		if rt.Class != route.Upload || rt.Ref == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cw := &catcher{ResponseWriter: w, full: func() bool { below, _, _ := g.Below(); return below }}
+		next.ServeHTTP(cw, r)
+		if cw.caught {
+			g.removeUpload(rt)
+			Refuse(w)
+		}
+	})
+}
+
+// Message is the error message of a refused upload; skopeo and podman
+// print it after the error code.
+const Message = "the registry's storage is full: uploads are refused until an administrator frees space (stx-registry gc)"
+
+// Refuse writes the storage-full registry error: 507 Insufficient Storage
+// with code DENIED, the code clients print as "denied:".
+func Refuse(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusInsufficientStorage)
+	fmt.Fprintf(w, `{"errors":[{"code":"DENIED","message":%q}]}`+"\n", Message)
+}
