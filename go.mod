@@ -16,6 +16,8 @@ require (
 require (
 	// Tests only: distribution's token verifier takes go-jose algorithm types.
 	github.com/go-jose/go-jose/v4 v4.1.4
+	// Tests only: Prometheus' own text parser checks the registry's /metrics.
+	github.com/prometheus/common v0.67.5
 	// stx-registry sets the level and format of distribution's own logger.
 	github.com/sirupsen/logrus v1.10.2
 )
@@ -44,7 +46,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.20.1 // indirect
 	github.com/redis/go-redis/extra/rediscmd/v9 v9.0.5 // indirect

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"stx-registry/shared/listen"
 )
 
 // Metrics are the token server's Prometheus metrics, written by hand in the
@@ -192,7 +194,7 @@ func escapeLabel(s string) string {
 // failure rates are still nobody else's business.
 func MetricsHandler(m *Metrics, nets []netip.Prefix) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !allowedClient(clientAddr(r), nets) {
+		if !listen.PeerIn(r, nets) {
 			writeError(w, http.StatusForbidden, "forbidden", "metrics are served to metrics_network addresses only")
 			return
 		}
@@ -210,22 +212,7 @@ func MetricsHandler(m *Metrics, nets []netip.Prefix) http.Handler {
 }
 
 // defaultMetricsNetworks is loopback only.
-var defaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
-
-func allowedClient(a netip.Addr, nets []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, n := range nets {
-		if n.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+var defaultMetricsNetworks = listen.Loopback
 
 // CountingBackend sits right around the real backend and counts every call
 // that reaches it, with its result and duration.

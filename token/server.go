@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"stx-registry/shared/listen"
 )
 
 // Bounds on what a client may send. Headers as a whole are bounded by the
@@ -402,13 +404,7 @@ func checkCredentials(c Credentials) error {
 
 // clientAddr is the TCP peer. There is no proxy in front of this server, so
 // no forwarding header is trusted.
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
+func clientAddr(r *http.Request) netip.Addr { return listen.Peer(r) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()

@@ -13,15 +13,21 @@ import (
 
 	"stx-registry/registry/accesslog"
 	"stx-registry/registry/config"
+	"stx-registry/registry/gc"
 	"stx-registry/registry/health"
+	"stx-registry/registry/metrics"
 	"stx-registry/registry/mount"
+	"stx-registry/registry/readiness"
+	"stx-registry/registry/reserve"
 	"stx-registry/registry/tokenauth"
+	"stx-registry/shared/buildinfo"
 	"stx-registry/shared/serve"
 )
 
 // NewHandler builds the full request path:
 //
-//	Progress → accesslog → health → mount.Fallback → distribution
+//	Progress → metrics.Count → accesslog → /metrics → /healthz → /readyz →
+//	mount.Fallback → reserve → gc.CommitSteps → distribution
 //
 // Progress keeps a slow push or pull alive while bytes move and cuts it
 // when they stop. shutdown stops distribution's background work and
@@ -45,9 +51,24 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 		root.Close()
 		return nil, nil, err
 	}
-	h = mount.Fallback(app, logger)
+	lock, err := gc.OpenLock(cfg.RootDirectory)
+	if err != nil {
+		app.Shutdown()
+		root.Close()
+		return nil, nil, err
+	}
+	guard := &reserve.Guard{Root: cfg.RootDirectory, Reserve: cfg.StorageReserve, Auth: tokens, Logger: logger}
+	ready := &readiness.Checker{Healthy: root.Check, Root: cfg.RootDirectory, Guard: guard, Logger: logger,
+		TokenKeys: func() error { return nil }} // tokenauth.New failed already if no bundle could be loaded
+	m := metrics.New(cfg.RootDirectory, buildinfo.Version(), guard, logger)
+	h = gc.CommitSteps(lock, app)
+	h = guard.Handler(h)
+	h = mount.Fallback(h, logger)
+	h = readiness.Handler(ready, h)
 	h = health.Handler(root, h)
+	h = m.Handler(cfg.MetricsNetworks, h)
 	h = accesslog.Handler(h, logger)
+	h = m.Count(h)
 	// Under Progress, RegistryTimeouts.Read and Write become idle limits
 	// that every transferred chunk renews.
 	h = serve.Progress(h, serve.RegistryTimeouts.Read)

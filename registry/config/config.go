@@ -16,6 +16,7 @@ import (
 	"stx-registry/registry/gc"
 	"stx-registry/registry/reserve"
 	"stx-registry/shared/config"
+	"stx-registry/shared/listen"
 )
 
 // Bounds of gc_grace.
@@ -25,10 +26,7 @@ const (
 )
 
 // DefaultMetricsNetworks is loopback only, as for the token server.
-var DefaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
+var DefaultMetricsNetworks = listen.Loopback
 
 // DefaultFile is where stx-registry looks for its configuration unless -f
 // says otherwise.

@@ -88,18 +88,18 @@ func writes(r *http.Request, rt route.Route) bool {
 	return false
 }
 
-// isAdmin reports whether r carries a valid token granting push on the
-// repository name to a subject other than the namespace owner: only admins
-// get that from the token server. A request without a valid token is not
-// an admin's (distribution then answers it with its own challenge).
-func (g *Guard) isAdmin(r *http.Request, name string) bool {
+// admin reports whether r carries a valid token granting push on the
+// repository name, and whether that grant is an admin's: one to a subject
+// other than the namespace owner, which only admins get from the token
+// server.
+func (g *Guard) admin(r *http.Request, name string) (admin, authenticated bool) {
 	res := auth.Resource{Type: "repository", Name: name}
 	grant, err := g.Auth.Authorized(r, auth.Access{Resource: res, Action: "pull"}, auth.Access{Resource: res, Action: "push"})
 	if err != nil || grant == nil || grant.User.Name == "" {
-		return false
+		return false, false
 	}
 	ns, _, _ := strings.Cut(name, "/")
-	return grant.User.Name != ns
+	return grant.User.Name != ns, true
 }
 
 // Handler refuses, while free space is below the reserve, every request
@@ -118,11 +118,18 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		if err != nil {
 			g.Logger.Error("storage space unknown", "err", err)
 		}
-		if below && !g.isAdmin(r, rt.Name) {
-			g.Logger.Warn("upload refused: storage below the reserve", "method", r.Method, "route", string(rt.Class),
-				"free_bytes", sp.Free, "reserve_bytes", g.Reserve.For(sp.Total))
-			Refuse(w)
-			return
+		if below {
+			admin, authenticated := g.admin(r, rt.Name)
+			if !authenticated {
+				// Distribution answers with its challenge; the state of
+				// the storage is nobody else's business.
+				next.ServeHTTP(w, r)
+				return
+			}
+			if !admin {
+				g.refuse(w, r, rt, sp)
+				return
+			}
 		}
 		if rt.Class != route.Upload || rt.Ref == "" {
 			next.ServeHTTP(w, r)
@@ -135,6 +142,13 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 			Refuse(w)
 		}
 	})
+}
+
+// refuse logs and answers a refused write.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, rt route.Route, sp Space) {
+	g.Logger.Warn("upload refused: storage below the reserve", "method", r.Method, "route", string(rt.Class),
+		"free_bytes", sp.Free, "reserve_bytes", g.Reserve.For(sp.Total))
+	Refuse(w)
 }
 
 // Message is the error message of a refused upload; skopeo and podman
