@@ -61,7 +61,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 	ready := &readiness.Checker{Healthy: root.Check, Root: cfg.RootDirectory, Guard: guard, Logger: logger,
 		TokenKeys: func() error { return nil }} // tokenauth.New failed already if no bundle could be loaded
 	m := metrics.New(cfg.RootDirectory, buildinfo.Version(), guard, logger)
-	h = gc.CommitSteps(lock, app)
+	h = gc.CommitSteps(lock, logger, app)
 	h = guard.Handler(h)
 	h = mount.Fallback(h, logger)
 	h = readiness.Handler(ready, h)
