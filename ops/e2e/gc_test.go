@@ -34,9 +34,10 @@ const (
 	gcTestBudget = 4 * time.Minute
 )
 
-// gcEnv starts a private pair of daemons whose registry has the extra
-// configuration lines.
-func gcEnv(t *testing.T, extra ...string) *env {
+// gcEnv starts a private pair of daemons whose registry configuration
+// loses the keywords in drop and gains the lines add; before, if set,
+// runs just before the daemons start.
+func gcEnv(t *testing.T, before func(*env), drop []string, add ...string) *env {
 	t.Helper()
 	needTool(t, "openssl", "skopeo")
 	e, err := newEnv()
@@ -49,8 +50,11 @@ func gcEnv(t *testing.T, extra ...string) *env {
 			t.Fatal(err)
 		}
 	}
-	if err := testrig.AppendConf(e.registryConf(), extra...); err != nil {
+	if err := testrig.EditConf(e.registryConf(), e.registryConf(), drop, add...); err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(e)
 	}
 	if err := e.start(); err != nil {
 		t.Fatal(err)
@@ -131,7 +135,7 @@ func runClient(h *clientHome, name string, args ...string) (string, error) {
 // every image whose push succeeded pulls with identical digests, every
 // deleted image is gone, and the storage holds no blob nothing references.
 func TestGCWhilePushing(t *testing.T) {
-	e := gcEnv(t, fmt.Sprintf("gc_grace %s", gcGrace))
+	e := gcEnv(t, nil, nil, fmt.Sprintf("gc_grace %s", gcGrace))
 	users := []string{"user1", "user2", "user10"}[:gcClients]
 	base := newImage(t, "base")
 	work := make([][]*pushed, gcClients)

@@ -1,7 +1,7 @@
 // Package reserve keeps the registry's storage from filling up silently.
 // Below a free-space reserve (storage_reserve) it refuses new uploads from
 // non-admins before any byte is written, with a JSON registry error saying
-// the storage is full; admins may push into the reserve (platform
+// the storage is full (403 DENIED, see Status); admins may push into the reserve (platform
 // upgrades). Deletes, pulls and garbage collection are never refused. If
 // the filesystem runs out anyway (ENOSPC in the middle of an upload), the
 // client gets the same clear error and the partial upload is removed.
@@ -70,22 +70,12 @@ func (g *Guard) Below() (bool, Space, error) {
 	return sp.Free < g.Reserve.For(sp.Total), sp, nil
 }
 
-// writes reports whether r adds data to the storage: an upload start
-// (except a cross-repository mount, which writes one link), an upload's
-// data or final PUT, or a manifest PUT.
-func writes(r *http.Request, rt route.Route) bool {
-	switch rt.Class {
-	case route.Upload:
-		switch r.Method {
-		case http.MethodPost:
-			return !r.URL.Query().Has("mount")
-		case http.MethodPatch, http.MethodPut:
-			return true
-		}
-	case route.Manifest:
-		return r.Method == http.MethodPut
-	}
-	return false
+// startsUpload reports whether r opens a new blob upload: a POST to
+// blobs/uploads/, except a cross-repository mount, which writes one link.
+// Uploads already open may finish, and manifests (a few KB) may be pushed,
+// so that an image whose layers were accepted is not left half-pushed.
+func startsUpload(r *http.Request, rt route.Route) bool {
+	return rt.Class == route.Upload && rt.Ref == "" && r.Method == http.MethodPost && !r.URL.Query().Has("mount")
 }
 
 // admin reports whether r carries a valid token granting push on the
@@ -102,15 +92,19 @@ func (g *Guard) admin(r *http.Request, name string) (admin, authenticated bool) 
 	return grant.User.Name != ns, true
 }
 
-// Handler refuses, while free space is below the reserve, every request
-// that writes (see writes) unless it is an admin's, with 507 and the JSON
-// error of Refuse. It also catches a 5xx answer to an upload's data or
-// final PUT when the space is gone (ENOSPC): the partial upload is
-// removed and the client gets the same error.
+// Handler refuses, while free space is below the reserve, every new
+// upload (see startsUpload) unless it is an admin's, with the error of
+// Refuse, before distribution sees it. It also catches a 5xx answer to an
+// upload's data or final PUT when the space is gone (ENOSPC): the partial
+// upload is removed and the client gets the same error.
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt := route.Parse(r.URL.Path)
-		if !writes(r, rt) {
+		if rt.Class == route.Upload && rt.Ref != "" && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
+			g.catchENOSPC(w, r, rt, next)
+			return
+		}
+		if !startsUpload(r, rt) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -131,17 +125,20 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if rt.Class != route.Upload || rt.Ref == "" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		cw := &catcher{ResponseWriter: w, full: func() bool { below, _, _ := g.Below(); return below }}
-		next.ServeHTTP(cw, r)
-		if cw.caught {
-			g.removeUpload(rt)
-			Refuse(w)
-		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// catchENOSPC passes an upload's data or final PUT to next; if it fails
+// for lack of space, the partial upload is removed and the client gets
+// the storage-full error.
+func (g *Guard) catchENOSPC(w http.ResponseWriter, r *http.Request, rt route.Route, next http.Handler) {
+	cw := &catcher{ResponseWriter: w, full: func() bool { below, _, _ := g.Below(); return below }}
+	next.ServeHTTP(cw, r)
+	if cw.caught {
+		g.removeUpload(rt)
+		Refuse(w)
+	}
 }
 
 // refuse logs and answers a refused write.
@@ -155,13 +152,19 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, rt route.Route, s
 // print it after the error code.
 const Message = "the registry's storage is full: uploads are refused until an administrator frees space (stx-registry gc)"
 
-// Refuse writes the storage-full registry error: 507 Insufficient Storage
-// with code DENIED, the code clients print as "denied:".
+// Status is the status of a refusal. 507 Insufficient Storage would say it
+// best, but skopeo and podman (containers/image) read the JSON error only
+// from a 4xx answer and print a bare "received unexpected HTTP status: 507
+// Insufficient Storage" otherwise. 403 with code DENIED makes them print
+// "denied: " and Message, and no client retries it.
+const Status = http.StatusForbidden
+
+// Refuse writes the storage-full registry error: Status with code DENIED.
 func Refuse(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusInsufficientStorage)
+	w.WriteHeader(Status)
 	fmt.Fprintf(w, `{"errors":[{"code":"DENIED","message":%q}]}`+"\n", Message)
 }

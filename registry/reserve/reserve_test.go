@@ -107,16 +107,19 @@ func TestGuard(t *testing.T) {
 		method, target, user string
 		want                 int
 	}{
-		{"POST", upload, "alice", http.StatusInsufficientStorage},
-		{"PATCH", upload + "0b4b2bd6-0d1b-4d5c-8b0e-3c4f0ab1a2b3", "alice", http.StatusInsufficientStorage},
-		{"PUT", upload + "0b4b2bd6-0d1b-4d5c-8b0e-3c4f0ab1a2b3?digest=x", "alice", http.StatusInsufficientStorage},
-		{"PUT", "/v2/alice/app/manifests/v1", "alice", http.StatusInsufficientStorage},
+		{"POST", upload, "alice", Status},
+		{"POST", upload + "?digest=sha256:ab", "alice", Status},
+		// Uploads already open finish, and manifests are pushed, so that
+		// an image whose layers were taken is not left half-pushed.
+		{"PATCH", upload + "0b4b2bd6-0d1b-4d5c-8b0e-3c4f0ab1a2b3", "alice", http.StatusAccepted},
+		{"PUT", upload + "0b4b2bd6-0d1b-4d5c-8b0e-3c4f0ab1a2b3?digest=x", "alice", http.StatusAccepted},
+		{"PUT", "/v2/alice/app/manifests/v1", "alice", http.StatusAccepted},
 		// Without a token distribution answers (with its challenge).
 		{"POST", upload, "", http.StatusAccepted},
 		// An admin (push granted outside the user's own namespace) pushes
 		// into the reserve.
 		{"POST", upload, "admin", http.StatusAccepted},
-		{"PUT", "/v2/alice/app/manifests/v1", "sysinv", http.StatusAccepted},
+		{"POST", "/v2/alice/app/blobs/uploads/", "sysinv", http.StatusAccepted},
 		// Mounts, pulls and deletes pass.
 		{"POST", upload + "?mount=sha256:ab&from=bob/x", "alice", http.StatusAccepted},
 		{"GET", "/v2/alice/app/manifests/v1", "alice", http.StatusAccepted},
@@ -128,7 +131,7 @@ func TestGuard(t *testing.T) {
 			t.Errorf("%s %s as %q: %d, want %d", c.method, c.target, c.user, rec.Code, c.want)
 			continue
 		}
-		if c.want == http.StatusInsufficientStorage {
+		if c.want == Status {
 			if reached != before {
 				t.Errorf("%s %s reached distribution", c.method, c.target)
 			}
@@ -162,7 +165,7 @@ func TestGuardENOSPC(t *testing.T) {
 	}))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("PATCH", "/v2/alice/app/blobs/uploads/"+id, strings.NewReader("data")))
-	if rec.Code != http.StatusInsufficientStorage || !strings.Contains(rec.Body.String(), "storage is full") || strings.Contains(rec.Body.String(), "var/lib") {
+	if rec.Code != Status || !strings.Contains(rec.Body.String(), "storage is full") || strings.Contains(rec.Body.String(), "var/lib") {
 		t.Errorf("%d %s", rec.Code, rec.Body)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
