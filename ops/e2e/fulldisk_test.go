@@ -17,11 +17,11 @@ import (
 // reserved for root (the registry runs as root here, and f_bavail must be
 // what it can write), a 16 MiB storage_reserve and 3 MiB layers.
 const (
-	fullFSBytes     = 64 << 20
-	fullReserve     = "16M"
-	fullLayerBytes  = 3 << 20
-	fullMaxPushes   = 30 // bound on the filling loop
-	fullGrace       = time.Second
+	fullFSBytes    = 64 << 20
+	fullReserve    = "16M"
+	fullLayerBytes = 3 << 20
+	fullMaxPushes  = 30 // bound on the filling loop
+	fullGrace      = time.Second
 	// storageFullText is how skopeo and podman print the refusal: the
 	// error code, then the registry's message.
 	storageFullText = "denied: the registry's storage is full: uploads are refused until an administrator frees space (stx-registry gc)"
