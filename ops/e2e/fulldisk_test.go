@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"stx-registry/shared/testrig"
 )
@@ -192,6 +196,12 @@ func TestFullDisk(t *testing.T) {
 	if status, reason := e.readyz(t); status != 200 {
 		t.Errorf("/readyz after gc: %d %q", status, reason)
 	}
+	checkMetrics(t, e, res.bytes)
+	out, err := exec.Command(bin.Registry, "usage", "-f", e.registryConf()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "user1 ") || !strings.Contains(string(out), "total ") {
+		t.Errorf("stx-registry usage: %v\n%s", err, out)
+	}
+	t.Logf("stx-registry usage:\n%s", out)
 	again := bigImage(t, "again", fullLayerBytes)
 	e.mustPush(t, h, "user1", again, "user1/fill:again")
 	mustOK(t, h.podman(t, "push", "--cert-dir", e.certDir(), "--creds", e.creds("user1"), ref), "podman push after gc")
@@ -220,4 +230,63 @@ func uploadsLeft(t *testing.T, root string) int {
 		t.Fatal(err)
 	}
 	return len(dirs)
+}
+
+// checkMetrics scrapes /metrics (the test runs on loopback, the default
+// metrics_network), parses it with Prometheus' own parser and checks the
+// storage and collection metrics.
+func checkMetrics(t *testing.T, e *env, freed int64) {
+	t.Helper()
+	r := e.api(t, "GET", "/metrics", "", nil, nil)
+	if r.status != 200 {
+		t.Fatalf("GET /metrics: %d", r.status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	value := func(name string) float64 {
+		f := families[name]
+		if f == nil || len(f.Metric) != 1 {
+			t.Fatalf("/metrics has no single %s", name)
+		}
+		if c := f.Metric[0].Counter; c != nil {
+			return c.GetValue()
+		}
+		return f.Metric[0].Gauge.GetValue()
+	}
+	if v := value("stx_registry_gc_runs_total"); v < 1 {
+		t.Errorf("stx_registry_gc_runs_total %v", v)
+	}
+	if v := value("stx_registry_gc_freed_bytes_total"); v < float64(freed) {
+		t.Errorf("stx_registry_gc_freed_bytes_total %v, gc said %d", v, freed)
+	}
+	if size, free := value("stx_registry_storage_size_bytes"), value("stx_registry_storage_free_bytes"); size < fullFSBytes/2 || free <= 0 || free > size {
+		t.Errorf("storage size %v free %v", size, free)
+	}
+	if v := value("stx_registry_storage_reserve_bytes"); v != 16<<20 {
+		t.Errorf("stx_registry_storage_reserve_bytes %v", v)
+	}
+	var refused float64
+	for _, m := range families["stx_registry_requests_total"].Metric {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["method"] == "POST" && labels["route"] == "upload" && labels["status"] == "4xx" {
+			refused = m.Counter.GetValue()
+		}
+	}
+	if refused < 2 {
+		t.Errorf("refused uploads (POST upload 4xx) counted %v, want the skopeo and podman refusals", refused)
+	}
+	for name := range families {
+		if !strings.HasPrefix(name, "stx_registry_") {
+			t.Errorf("unexpected metric %s", name)
+		}
+	}
+	if strings.Contains(string(r.body), "user1") || strings.Contains(string(r.body), "starlingx") {
+		t.Error("a repository name appears in /metrics")
+	}
 }
