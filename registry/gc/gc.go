@@ -84,13 +84,6 @@ type Result struct {
 // digestRE is the digest of a stored blob, as a path: algorithm and hex.
 var digestRE = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$`)
 
-// link is one link file: which digest it names and when it was written.
-type link struct {
-	repo   string
-	digest string
-	mtime  time.Time
-}
-
 // repository is what the walk found in one repository.
 type repository struct {
 	revisions map[string]time.Time // manifest digest → revision link mtime

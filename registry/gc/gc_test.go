@@ -228,3 +228,30 @@ func TestLock(t *testing.T) {
 	}
 	r()
 }
+
+// A collection cut short (kill -9, failover) leaves a blob directory
+// without its data, a deleted manifest whose blobs are still there, and
+// links to removed blobs: the next collection removes them all, and
+// removes nothing a live image needs.
+func TestCollectAfterInterruption(t *testing.T) {
+	s := newStore(t)
+	live := s.image("team/app", "v1", old, s.blob("live layer", old))
+	half := s.blob("half removed", old)
+	if err := os.Remove(filepath.Join(s.root, blobDir(half), "data")); err != nil {
+		t.Fatal(err)
+	}
+	s.layerLink("team/app", half, old)
+	dead := s.image("team/app", "", old, s.blob("dead layer", old))
+	s.deleteManifest("team/app", dead)
+
+	res := s.collect(Options{})
+	if res.Blobs != 4 || res.LayerLinks != 3 {
+		t.Errorf("%+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, blobDir(half))); !os.IsNotExist(err) {
+		t.Errorf("half-removed blob directory kept: %v", err)
+	}
+	if !s.exists(live) || s.exists(dead) {
+		t.Error("wrong manifest removed")
+	}
+}
