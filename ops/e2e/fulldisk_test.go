@@ -31,32 +31,19 @@ const (
 	storageFullText = "denied: the registry's storage is full: uploads are refused until an administrator frees space (stx-registry gc)"
 )
 
-// loopMount makes a fresh ext4 filesystem of size bytes in an image file
-// under t.TempDir, attaches it to a loop device and mounts it on dir with
-// mode 0700. Cleanup unmounts it and detaches the device.
+// loopMount mounts a fresh ext4 filesystem of size bytes, on a loop
+// device from the rig, on dir with mode 0700. Cleanup unmounts it and
+// detaches the device.
 func loopMount(t *testing.T, dir string, size int64) {
 	t.Helper()
 	needTool(t, "losetup", "mkfs.ext4", "mount", "umount")
-	img := filepath.Join(t.TempDir(), "storage.img")
-	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	device, detach, err := testrig.LoopDevice(t.TempDir(), size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v\n%s", err, out)
-	}
-	device := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
-		if err := exec.Command("losetup", "-d", device).Run(); err != nil {
-			t.Logf("losetup -d %s: %v", device, err)
+		if err := detach(); err != nil {
+			t.Log(err)
 		}
 	})
 	if out, err := exec.Command("mount", device, dir).CombinedOutput(); err != nil {

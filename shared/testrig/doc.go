@@ -16,6 +16,8 @@
 //   - a throwaway Keystone run by ops/test-keystone.sh and its admin REST
 //     calls: users, projects, roles, domains, role assignments (StartKeystone);
 //   - OCI image layouts with random, incompressible layers (NewImage);
+//   - ext4 filesystems on loop devices, for storage roots that must be
+//     mount points or must fill up (LoopDevice);
 //   - the check that a daemon's section 5 man page documents exactly the
 //     configuration keywords it accepts (CheckManPage).
 //
