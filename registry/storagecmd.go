@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"stx-registry/registry/config"
 	"stx-registry/registry/gc"
@@ -15,6 +16,9 @@ import (
 	"stx-registry/registry/usage"
 	"stx-registry/shared/logging"
 )
+
+// maxLockWait bounds how long "stx-registry gc" waits for the storage lock.
+const maxLockWait = 5 * time.Minute
 
 // gcMain is "stx-registry gc [-n] [-delete-untagged] [-f CONFIG]": one
 // garbage collection of root_directory, run in this process beside the
@@ -47,8 +51,13 @@ func gcMain(args []string, stdout, stderr io.Writer) int {
 	// interrupted collection is finished by the next one.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, maxLockWait)
+	defer cancel()
 	res, err := gc.Collect(ctx, cfg.RootDirectory, lock, gc.Options{
 		DryRun: *dryRun, DeleteUntagged: *deleteUntagged, Grace: cfg.GCGrace})
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("gc: pushes kept the storage lock busy for %s: try again later", maxLockWait)
+	}
 	if err != nil {
 		logger.Error("garbage collection failed", "err", err)
 		return fail(stderr, err)

@@ -175,7 +175,7 @@ func TestFullDisk(t *testing.T) {
 			"docker://"+e.registryAddr+"/user1/fill:"+im.Tag), "skopeo delete")
 	}
 	time.Sleep(fullGrace + 200*time.Millisecond)
-	res := e.runGC(false)
+	res := e.runGC(0)
 	if res.err != nil || res.bytes < int64(len(ok)-1)*fullLayerBytes {
 		t.Fatalf("gc after deleting %d images: %v\n%s", len(ok)-1, res.err, res.output)
 	}

@@ -23,14 +23,17 @@ import (
 
 // Bounds of the concurrent collection test: 3 clients push 6 images each
 // (2 small layers, one shared by every image), deleting every other one,
-// while stx-registry gc runs in a loop, every 4th run killed with SIGKILL.
+// while stx-registry gc runs in a loop: every 3rd run with
+// -delete-untagged, every 4th killed with SIGKILL after 15, 30, 45 or
+// 60 ms, so that some are cut in the middle of their sweep.
 const (
 	gcClients    = 3
 	gcRounds     = 6
 	gcGrace      = 2 * time.Second
 	gcPause      = 150 * time.Millisecond // between two collections
 	gcKillEvery  = 4
-	gcKillAfter  = 15 * time.Millisecond
+	gcKillAfter  = 15 * time.Millisecond // times 1 to 4
+	gcUntagEvery = 3
 	gcTestBudget = 4 * time.Minute
 )
 
@@ -82,9 +85,9 @@ type gcRun struct {
 
 var gcLine = regexp.MustCompile(`gc: (?:removed|would remove) (\d+) blobs \((\d+) bytes.*\), (\d+) manifests, (\d+) layer links in (\S+); kept (\d+) blobs; waited (\S+) for pushes`)
 
-// runGC runs stx-registry gc with args; with kill it sends SIGKILL after
-// gcKillAfter.
-func (e *env) runGC(kill bool, args ...string) gcRun {
+// runGC runs stx-registry gc with args; with kill > 0 it sends SIGKILL
+// after kill.
+func (e *env) runGC(kill time.Duration, args ...string) gcRun {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.Registry, append([]string{"gc", "-f", e.registryConf()}, args...)...)
@@ -93,12 +96,12 @@ func (e *env) runGC(kill bool, args ...string) gcRun {
 	if err := cmd.Start(); err != nil {
 		return gcRun{err: err}
 	}
-	if kill {
-		time.Sleep(gcKillAfter)
+	if kill > 0 {
+		time.Sleep(kill)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 	}
 	err := cmd.Wait()
-	r := gcRun{killed: kill, err: err, output: out.String()}
+	r := gcRun{killed: kill > 0, err: err, output: out.String()}
 	if m := gcLine.FindStringSubmatch(r.output); m != nil {
 		r.bytes, _ = strconv.ParseInt(m[2], 10, 64)
 		r.duration, _ = time.ParseDuration(m[5])
@@ -161,7 +164,15 @@ func TestGCWhilePushing(t *testing.T) {
 				return
 			default:
 			}
-			runs = append(runs, e.runGC(n%gcKillEvery == 0))
+			var kill time.Duration
+			if n%gcKillEvery == 0 {
+				kill = gcKillAfter * time.Duration(1+n/gcKillEvery%4)
+			}
+			var args []string
+			if n%gcUntagEvery == 0 {
+				args = append(args, "-delete-untagged")
+			}
+			runs = append(runs, e.runGC(kill, args...))
 			time.Sleep(gcPause)
 		}
 	}()
@@ -200,11 +211,11 @@ func TestGCWhilePushing(t *testing.T) {
 	// Every blob is now older than the grace age once it has passed; a
 	// last collection removes everything unreferenced.
 	time.Sleep(gcGrace + 500*time.Millisecond)
-	final := e.runGC(false)
+	final := e.runGC(0)
 	if final.err != nil {
 		t.Fatalf("final gc: %v\n%s", final.err, final.output)
 	}
-	again := e.runGC(false)
+	again := e.runGC(0)
 	if !strings.Contains(again.output, "removed 0 blobs (0 bytes") {
 		t.Errorf("a collection right after a collection removed something: %s", again.output)
 	}

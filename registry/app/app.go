@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -59,7 +60,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 	}
 	guard := &reserve.Guard{Root: cfg.RootDirectory, Reserve: cfg.StorageReserve, Auth: tokens, Logger: logger}
 	ready := &readiness.Checker{Healthy: root.Check, Root: cfg.RootDirectory, Guard: guard, Logger: logger,
-		TokenKeys: func() error { return nil }} // tokenauth.New failed already if no bundle could be loaded
+		TokenKeys: func() error { return tokenKeysLoaded(tokens) }}
 	m := metrics.New(cfg.RootDirectory, buildinfo.Version(), guard, logger)
 	h = gc.CommitSteps(lock, logger, app)
 	h = guard.Handler(h)
@@ -79,4 +80,13 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 		root.Close()
 	}
 	return h, shutdown, nil
+}
+
+// tokenKeysLoaded is /readyz's token check: a bundle with at least one key
+// is loaded.
+func tokenKeysLoaded(tokens *tokenauth.Controller) error {
+	if len(tokens.Algorithms()) == 0 {
+		return errors.New("no token_certificate key loaded")
+	}
+	return nil
 }

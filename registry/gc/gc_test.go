@@ -255,3 +255,39 @@ func TestCollectAfterInterruption(t *testing.T) {
 		t.Error("wrong manifest removed")
 	}
 }
+
+// A commit step that never ends (a slow client's final PUT) does not keep
+// other pushes out: the collection reopens the gate after gateClosed.
+func TestLockSlowCommitStep(t *testing.T) {
+	l, err := OpenLock(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.gateClosed = 50 * time.Millisecond
+	slow, err := l.Shared(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	collected := make(chan func())
+	go func() {
+		release, err := l.Exclusive(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		collected <- release
+	}()
+	time.Sleep(20 * time.Millisecond) // the collection closes the gate
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	other, err := l.Shared(ctx)
+	if err != nil {
+		t.Fatalf("a push stayed held behind a slow one: %v", err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("a push waited %s", waited)
+	}
+	other()
+	slow()
+	(<-collected)()
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // StateDir is the directory, inside root_directory and beside
@@ -33,6 +34,8 @@ const (
 // kill -9. The zero value is not usable; use OpenLock.
 type Lock struct {
 	dir string
+	// gateClosed is maxGateClosed; tests shorten it.
+	gateClosed time.Duration
 }
 
 // OpenLock creates StateDir and its lock files under root if they are
@@ -49,37 +52,53 @@ func OpenLock(root string) (*Lock, error) {
 		}
 		f.Close()
 	}
-	return &Lock{dir: dir}, nil
+	return &Lock{dir: dir, gateClosed: maxGateClosed}, nil
 }
 
-// flock opens name and takes how (LOCK_SH or LOCK_EX) on it, waiting; the
-// lock lasts until the returned file is closed. ctx cancels the wait.
+// lockPoll is how often a waiting lock is tried again: flock(2) cannot be
+// interrupted, so waits poll with LOCK_NB, which ends with ctx and leaves
+// no blocked system call behind.
+const lockPoll = 2 * time.Millisecond
+
+// Bounds on how long a collection keeps new commit steps out while it
+// waits for those in flight (a slow client's final PUT holds its step for
+// as long as its body takes): after maxGateClosed it opens the gate for
+// gateReopen and tries again.
+const (
+	maxGateClosed = 5 * time.Second
+	gateReopen    = 200 * time.Millisecond
+)
+
+// flock opens name and takes how (LOCK_SH or LOCK_EX) on it, waiting until
+// ctx ends; the lock lasts until the returned file is closed.
 func (l *Lock) flock(ctx context.Context, name string, how int) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(l.dir, name), os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		for {
-			err := syscall.Flock(int(f.Fd()), how)
-			if !errors.Is(err, syscall.EINTR) {
-				done <- err
-				return
+	var tick *time.Ticker
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			if tick != nil {
+				tick.Stop()
 			}
+			return f, nil
 		}
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
 			return nil, fmt.Errorf("gc: locking %s: %w", name, err)
 		}
-		return f, nil
-	case <-ctx.Done():
-		// Closing the file ends the wait or drops the lock just taken.
-		go func() { <-done; f.Close() }()
-		return nil, ctx.Err()
+		if tick == nil {
+			tick = time.NewTicker(lockPoll)
+			defer tick.Stop()
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -101,16 +120,29 @@ func (l *Lock) Shared(ctx context.Context) (release func(), err error) {
 
 // Exclusive is taken by a collection: it closes the gate to new commit
 // steps, waits for those in flight to finish, and holds both until the
-// returned function is called.
+// returned function is called. If the steps in flight take longer than
+// maxGateClosed, it reopens the gate for gateReopen and starts again, so
+// that one slow upload never holds every other push for long.
 func (l *Lock) Exclusive(ctx context.Context) (release func(), err error) {
-	gate, err := l.flock(ctx, gateFile, syscall.LOCK_EX)
-	if err != nil {
-		return nil, err
-	}
-	lock, err := l.flock(ctx, lockFile, syscall.LOCK_EX)
-	if err != nil {
+	for {
+		gate, err := l.flock(ctx, gateFile, syscall.LOCK_EX)
+		if err != nil {
+			return nil, err
+		}
+		wait, cancel := context.WithTimeout(ctx, l.gateClosed)
+		lock, err := l.flock(wait, lockFile, syscall.LOCK_EX)
+		cancel()
+		if err == nil {
+			return func() { lock.Close(); gate.Close() }, nil
+		}
 		gate.Close()
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		select {
+		case <-time.After(gateReopen):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	return func() { lock.Close(); gate.Close() }, nil
 }

@@ -100,7 +100,8 @@ func (g *Guard) admin(r *http.Request, name string) (admin, authenticated bool) 
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt := route.Parse(r.URL.Path)
-		if rt.Class == route.Upload && rt.Ref != "" && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
+		if (rt.Class == route.Upload && rt.Ref != "" && (r.Method == http.MethodPatch || r.Method == http.MethodPut)) ||
+			(rt.Class == route.Manifest && r.Method == http.MethodPut) {
 			g.catchENOSPC(w, r, rt, next)
 			return
 		}
@@ -129,16 +130,22 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// catchENOSPC passes an upload's data or final PUT to next; if it fails
-// for lack of space, the partial upload is removed and the client gets
-// the storage-full error.
+// catchENOSPC passes an upload's data or final PUT, or a manifest PUT, to
+// next; if it fails for lack of space, the client gets the storage-full
+// error instead of distribution's (which names a path) and a partial
+// upload is removed. Distribution writes a manifest, its revision link
+// and its tag each by temporary file and rename, so a manifest PUT cut
+// by ENOSPC leaves at most an untagged manifest, which no tag shows.
 func (g *Guard) catchENOSPC(w http.ResponseWriter, r *http.Request, rt route.Route, next http.Handler) {
 	cw := &catcher{ResponseWriter: w, full: func() bool { below, _, _ := g.Below(); return below }}
 	next.ServeHTTP(cw, r)
-	if cw.caught {
-		g.removeUpload(rt)
-		Refuse(w)
+	if !cw.caught {
+		return
 	}
+	if rt.Class == route.Upload {
+		g.removeUpload(rt)
+	}
+	Refuse(w)
 }
 
 // refuse logs and answers a refused write.

@@ -171,4 +171,21 @@ func TestGuardENOSPC(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("partial upload kept: %v", err)
 	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v2/alice/app/manifests/v1", strings.NewReader("{}")))
+	if rec.Code != Status || strings.Contains(rec.Body.String(), "var/lib") {
+		t.Errorf("manifest PUT: %d %s", rec.Code, rec.Body)
+	}
+
+	// A 5xx with space left is distribution's own and passes unchanged.
+	free = 100
+	h = g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("other"))
+	}))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PATCH", "/v2/alice/app/blobs/uploads/"+id, strings.NewReader("data")))
+	if rec.Code != 500 || rec.Body.String() != "other" {
+		t.Errorf("5xx with space left: %d %s", rec.Code, rec.Body)
+	}
 }
