@@ -11,8 +11,9 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
-// Not new dependencies: distribution already links both. Named here because
-// our code touches them at distribution's seams.
+// Not new dependencies: distribution already links all three. Named here
+// because our code touches them at distribution's seams, or our tests check
+// our output with them.
 require (
 	// Tests only: distribution's token verifier takes go-jose algorithm types.
 	github.com/go-jose/go-jose/v4 v4.1.4
