@@ -139,11 +139,11 @@ func Collect(ctx context.Context, rootDir string, lock *Lock, opts Options) (Res
 	if err := c.sweepManifests(&res); err != nil {
 		return res, err
 	}
-	swept, err := c.sweepBlobs(&res)
+	swept, stored, err := c.sweepBlobs(&res)
 	if err != nil {
 		return res, err
 	}
-	if err := c.sweepLayerLinks(swept, &res); err != nil {
+	if err := c.sweepLayerLinks(swept, stored, &res); err != nil {
 		return res, err
 	}
 	res.Duration = time.Since(locked)
@@ -390,11 +390,13 @@ func (c *collector) sweepManifests(res *Result) error {
 }
 
 // sweepBlobs removes every blob that is unmarked, older than the grace age
-// and named by no link younger than it, and returns their digests. A blob
-// directory without data (left by an interrupted removal) goes too.
-func (c *collector) sweepBlobs(res *Result) (map[string]bool, error) {
-	swept := map[string]bool{}
-	err := forEachBlob(c.fsys, func(d, dir string) error {
+// and named by no link younger than it, and returns their digests and
+// those of every blob stored. A blob directory without data (left by an
+// interrupted removal) goes too.
+func (c *collector) sweepBlobs(res *Result) (swept, stored map[string]bool, err error) {
+	swept, stored = map[string]bool{}, map[string]bool{}
+	err = forEachBlob(c.fsys, func(d, dir string) error {
+		stored[d] = true
 		if c.marked[d] || c.young[d] {
 			res.Kept++
 			return nil
@@ -418,20 +420,23 @@ func (c *collector) sweepBlobs(res *Result) (map[string]bool, error) {
 		}
 		return nil
 	})
-	return swept, err
+	return swept, stored, err
 }
 
 // sweepLayerLinks removes the repositories' links to swept blobs, so that
-// a pushing client sees the blob missing and uploads it again.
-func (c *collector) sweepLayerLinks(swept map[string]bool, res *Result) error {
+// a pushing client sees the blob missing and uploads it again, and old
+// links to blobs that are not stored at all (left by an interrupted
+// collection or another tool).
+func (c *collector) sweepLayerLinks(swept, stored map[string]bool, res *Result) error {
 	names := make([]string, 0, len(c.repos))
 	for name := range c.repos {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		for d := range c.repos[name].layers {
-			if !swept[d] {
+		for d, mtime := range c.repos[name].layers {
+			dangling := !stored[d] && !c.marked[d] && c.old(mtime)
+			if !swept[d] && !dangling {
 				continue
 			}
 			res.LayerLinks++

@@ -243,9 +243,13 @@ func TestCollectAfterInterruption(t *testing.T) {
 	s.layerLink("team/app", half, old)
 	dead := s.image("team/app", "", old, s.blob("dead layer", old))
 	s.deleteManifest("team/app", dead)
+	// A link left after its blob was removed.
+	gone := s.blob("removed earlier", old)
+	s.layerLink("team/app", gone, old)
+	os.RemoveAll(filepath.Join(s.root, blobDir(gone)))
 
 	res := s.collect(Options{})
-	if res.Blobs != 4 || res.LayerLinks != 3 {
+	if res.Blobs != 4 || res.LayerLinks != 4 {
 		t.Errorf("%+v", res)
 	}
 	if _, err := os.Stat(filepath.Join(s.root, blobDir(half))); !os.IsNotExist(err) {
