@@ -1,10 +1,15 @@
 // Package reserve keeps the registry's storage from filling up silently.
 // Below a free-space reserve (storage_reserve) it refuses new uploads from
 // non-admins before any byte is written, with a JSON registry error saying
-// the storage is full (403 DENIED, see Status); admins may push into the reserve (platform
-// upgrades). Deletes, pulls and garbage collection are never refused. If
-// the filesystem runs out anyway (ENOSPC in the middle of an upload), the
+// the storage is full (403 DENIED, see Status); admins may push into the
+// reserve (platform upgrades). Uploads already open, manifests, mounts,
+// deletes, pulls and garbage collection are never refused. If the
+// filesystem runs out anyway (ENOSPC in the middle of an upload), the
 // client gets the same clear error and the partial upload is removed.
+//
+// Guard.Handler sits in front of distribution, after the front door: it
+// reads nothing of the body, and checks the token itself (only for an
+// upload start while the storage is below the reserve).
 //
 // Who is an admin: the token server grants push on a repository outside
 // the user's own namespace ("USER/...") to admins only, so a push whose
