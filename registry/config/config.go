@@ -55,8 +55,8 @@ type Config struct {
 	// deletes are refused; use it while garbage collection runs.
 	ReadOnly bool
 	// StorageReserve is "storage_reserve N%|SIZE": free space on the
-	// root_directory filesystem kept for admins. Below it, uploads from
-	// other users are refused with 507 before any byte is written. SIZE is
+	// root_directory filesystem kept for admins. Below it, new uploads
+	// from other users are refused before any byte is written. SIZE is
 	// bytes with an optional K, M, G or T (binary) suffix; 0 turns the
 	// reserve off. Default: 5% of the filesystem, at least 1G, at most
 	// half of the filesystem.
