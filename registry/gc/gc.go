@@ -168,16 +168,19 @@ func (c *collector) walkRepositories() error {
 			}
 			return err
 		}
-		if d.IsDir() {
-			if d.Name() == "_uploads" {
-				return fs.SkipDir // upload sessions: distribution purges them
-			}
+		if !d.IsDir() {
 			return nil
 		}
-		if d.Name() != "link" {
-			return nil
+		if d.Name() == "_uploads" {
+			return fs.SkipDir // upload sessions: distribution purges them
 		}
-		return c.addLink(strings.TrimPrefix(p, base+"/"))
+		// Each link sits alone in its directory: read it without listing
+		// the directory, which is most of the walk's cost.
+		if rel := strings.TrimPrefix(p, base+"/"); isLinkDir(rel) {
+			c.addLink(rel + "/link")
+			return fs.SkipDir
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("gc: reading repositories: %w", err)
@@ -185,54 +188,83 @@ func (c *collector) walkRepositories() error {
 	return nil
 }
 
-// addLink records the link file at rel (relative to repositories/).
-func (c *collector) addLink(rel string) error {
-	var repoName, kind string
-	var parts []string
+// splitLink splits rel (relative to repositories/) at the first
+// "/_manifests/" or "/_layers/" into the repository name, that marker and
+// the path elements after it. Repository path components cannot start
+// with "_", so the marker is unambiguous.
+func splitLink(rel string) (repo, kind string, parts []string) {
 	for _, k := range []string{"/_manifests/", "/_layers/"} {
 		if i := strings.Index(rel, k); i > 0 {
-			repoName, kind, parts = rel[:i], k, strings.Split(rel[i+len(k):], "/")
-			break
+			return rel[:i], k, strings.Split(rel[i+len(k):], "/")
 		}
 	}
+	return "", "", nil
+}
+
+// isLinkDir reports whether rel is a directory holding one link file:
+// _layers/ALG/HEX, _manifests/revisions/ALG/HEX, _manifests/tags/TAG/current
+// or _manifests/tags/TAG/index/ALG/HEX.
+func isLinkDir(rel string) bool {
+	_, kind, parts := splitLink(rel)
+	switch {
+	case kind == "/_layers/":
+		return len(parts) == 2
+	case len(parts) == 3 && parts[0] == "revisions":
+		return true
+	case len(parts) == 3 && parts[0] == "tags" && parts[2] == "current":
+		return true
+	case len(parts) == 5 && parts[0] == "tags" && parts[2] == "index":
+		return true
+	}
+	return false
+}
+
+// addLink records the link file at rel (relative to repositories/). A
+// link removed under the walk (a delete, which needs no lock) is skipped.
+func (c *collector) addLink(rel string) {
+	repoName, kind, parts := splitLink(rel)
 	if repoName == "" {
-		return nil
+		return
 	}
 	r := c.repo(repoName)
-	fi, err := fs.Stat(c.fsys, v2+"/repositories/"+rel)
-	if err != nil {
-		return nil // removed under us: a delete, which needs no lock
-	}
-	mtime := fi.ModTime()
+	file := v2 + "/repositories/" + rel
 	pathDigest := func(alg, hex string) (string, bool) {
 		d := alg + ":" + hex
 		return d, digestRE.MatchString(d)
 	}
+	mtime := func() (time.Time, bool) {
+		fi, err := fs.Stat(c.fsys, file)
+		if err != nil {
+			return time.Time{}, false
+		}
+		return fi.ModTime(), true
+	}
 	switch {
 	case kind == "/_layers/" && len(parts) == 3:
 		if d, ok := pathDigest(parts[0], parts[1]); ok {
-			r.layers[d] = mtime
-			c.noteLink(d, mtime)
+			if t, ok := mtime(); ok {
+				r.layers[d] = t
+				c.noteLink(d, t)
+			}
 		}
 	case len(parts) == 4 && parts[0] == "revisions":
 		if d, ok := pathDigest(parts[1], parts[2]); ok {
-			r.revisions[d] = mtime
-			c.noteLink(d, mtime)
+			if t, ok := mtime(); ok {
+				r.revisions[d] = t
+				c.noteLink(d, t)
+			}
 		}
 	case len(parts) == 4 && parts[0] == "tags" && parts[2] == "current":
-		b, err := fs.ReadFile(c.fsys, v2+"/repositories/"+rel)
-		if err != nil {
-			return nil
-		}
-		if d := strings.TrimSpace(string(b)); digestRE.MatchString(d) {
-			r.tags[parts[1]] = d
+		if b, err := fs.ReadFile(c.fsys, file); err == nil {
+			if d := strings.TrimSpace(string(b)); digestRE.MatchString(d) {
+				r.tags[parts[1]] = d
+			}
 		}
 	case len(parts) == 6 && parts[0] == "tags" && parts[2] == "index":
 		if d, ok := pathDigest(parts[3], parts[4]); ok {
 			r.tagIndex[d] = append(r.tagIndex[d], parts[1])
 		}
 	}
-	return nil
 }
 
 // noteLink remembers a digest named by a link younger than the grace age.
