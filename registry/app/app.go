@@ -13,6 +13,7 @@ import (
 
 	"stx-registry/registry/accesslog"
 	"stx-registry/registry/config"
+	"stx-registry/registry/frontdoor"
 	"stx-registry/registry/health"
 	"stx-registry/registry/mount"
 	"stx-registry/registry/tokenauth"
@@ -21,10 +22,13 @@ import (
 
 // NewHandler builds the full request path:
 //
-//	Progress → accesslog → health → mount.Fallback → distribution
+//	Progress → accesslog → health → mount.Fallback → frontdoor → distribution
 //
 // Progress keeps a slow push or pull alive while bytes move and cuts it
-// when they stop. shutdown stops distribution's background work and
+// when they stop, once the front door has let it renew the deadlines: only
+// after the token is verified, and only for a push or pull body. The front
+// door stands directly before distribution, so that each request
+// distribution sees, the mount fallback's retry included, has passed it. shutdown stops distribution's background work and
 // releases the storage root.
 func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Controller, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
 	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
@@ -45,11 +49,12 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 		root.Close()
 		return nil, nil, err
 	}
-	h = mount.Fallback(app, logger)
+	h = frontdoor.Handler(app, logger)
+	h = mount.Fallback(h, logger)
 	h = health.Handler(root, h)
 	h = accesslog.Handler(h, logger)
 	// Under Progress, RegistryTimeouts.Read and Write become idle limits
-	// that every transferred chunk renews.
+	// that every transferred chunk of an authorized push or pull renews.
 	h = serve.Progress(h, serve.RegistryTimeouts.Read)
 	shutdown = func() {
 		if err := app.Shutdown(); err != nil {
