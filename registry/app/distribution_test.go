@@ -53,6 +53,8 @@ func TestDistributionConfig(t *testing.T) {
 		// checked by tokenauth's TestTokenOptions.
 		{"signingalgorithms", tokens.Algorithms(), []any{"ES256"}},
 		{"nosniff", d.HTTP.Headers.Get("X-Content-Type-Options"), "nosniff"},
+		{"layer URLs", d.Validation.Manifests.URLs, configuration.URLs{Allow: []string{"^https?://"}}},
+		{"manifest validation on", d.Validation.Disabled, false},
 		{"debug addr", d.HTTP.Debug.Addr, ""},
 		{"prometheus", d.HTTP.Debug.Prometheus.Enabled, false},
 		{"notifications", len(d.Notifications.Endpoints), 0},

@@ -179,7 +179,9 @@ func TestSlowDripCut(t *testing.T) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("connection still open after %v of trickling", limit)
 	}
-	if d := time.Since(start); d > readTimeout+500*time.Millisecond {
+	// net/http reads on to reuse the connection until the read deadline,
+	// set when the request started: the trickle never renews it.
+	if d := time.Since(start); d > readTimeout+time.Second {
 		t.Errorf("connection closed after %v, want within the read timeout %v", d, readTimeout)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,6 +85,11 @@ var fuzzSeeds = []fuzzSeed{
 	{method: "PUT", path: "/v2/{name}/manifests/{bodydigest}", contentType: ociManifest, body: `{"schemaVersion":2,"config":{"mediaType":"x","digest":"{config}","size":2},"layers":[]}`},
 	{method: "PUT", path: "/v2/{name}/manifests/bad", contentType: ociManifest, body: `{"schemaVersion":3,"config":{"digest":"sha256:00"},"layers":[{"digest":"md5:00","urls":["ftp://x"]}]}`},
 	{method: "PUT", path: "/v2/{name}/manifests/odd", contentType: "application/x-junk", body: "{}"},
+	{method: "PUT", path: "/v2/{name}/manifests/t4", contentType: ociManifest + "; charset=utf-8", body: `{"schemaVersion":2,` +
+		`"config":{"mediaType":"` + ociConfig + `","digest":"{config}","size":2},` +
+		`"layers":[{"mediaType":"application/x-unknown","digest":"{blob}","size":4},{"mediaType":"` + ociLayer + `","digest":"{blob}","size":4,"urls":["https://x/y"]}],` +
+		`"annotations":{"big":"` + strings.Repeat("a", 1<<20) + `"}}`},
+	{method: "PUT", path: "/v2/{name}/manifests/i2", contentType: ociIndex, body: `{"schemaVersion":2,"manifests":null,"subject":{"digest":"{manifest}"}}`},
 	{method: "DELETE", path: "/v2/{name}/manifests/nosuchtag"},
 	{method: "DELETE", path: "/v2/{name}/manifests/sha256:" + strings.Repeat("2", 64)},
 	{method: "GET", path: "/v2/User1/Junk/manifests/v1"},
@@ -95,32 +99,46 @@ var fuzzSeeds = []fuzzSeed{
 }
 
 // FuzzFrontDoor drives the real handler chain, token authorization on and
-// a real storage root, with mutations of valid requests. No answer may be
-// a 5xx, nothing may panic, the registry must answer /v2/ afterwards, and
-// a refused request must leave no new blob or tag behind.
+// a real storage root, with mutations of valid requests, sent with a token
+// for everything they do, without one, or with a pull-only one (auth). No
+// answer may be a 5xx, nothing may panic, the registry must answer /v2/
+// afterwards, and a refused request must leave no new blob or tag behind.
 func FuzzFrontDoor(f *testing.F) {
 	for _, s := range fuzzSeeds {
-		f.Add(s.method, s.path, s.query, s.contentType, s.contentRange, s.length, s.rng, s.accept, []byte(s.body))
+		f.Add(uint8(0), s.method, s.path, s.query, s.contentType, s.contentRange, s.length, s.rng, s.accept, []byte(s.body))
 	}
 	fz := newFuzzRegistry(f)
 	// Distribution logs every refusal at error level; millions of them
 	// would only slow the fuzzer down.
 	logrus.SetLevel(logrus.PanicLevel)
-	f.Fuzz(func(t *testing.T, method, path, query, contentType, contentRange, length, rng, accept string, body []byte) {
+	f.Fuzz(func(t *testing.T, auth uint8, method, path, query, contentType, contentRange, length, rng, accept string, body []byte) {
 		fz.t = t
 		req := fz.request(method, path, query, contentType, contentRange, length, rng, accept, body)
 		if req == nil {
 			return // net/http would refuse it before any handler runs
 		}
-		before := fz.stored()
+		switch auth % 3 {
+		case 1:
+			req.Header.Del("Authorization")
+		case 2:
+			req.Header.Set("Authorization", "Bearer "+fz.pullToken)
+		}
+		before := fz.last
 		rec := httptest.NewRecorder()
 		fz.reg.handler.ServeHTTP(rec, req)
 		t.Logf("%s %s: %d", req.Method, req.URL, rec.Code)
+		fz.last = fz.stored()
 		if rec.Code >= 500 {
 			t.Fatalf("%s %s: status %d: %s", req.Method, req.URL, rec.Code, rec.Body)
 		}
 		if rec.Code >= 400 {
-			if added := newEntries(before, fz.stored()); len(added) > 0 {
+			var added []string
+			for e := range fz.last {
+				if !before[e] {
+					added = append(added, e)
+				}
+			}
+			if len(added) > 0 {
 				t.Fatalf("%s %s refused with %d stored %q", req.Method, req.URL, rec.Code, added)
 			}
 		}
@@ -135,8 +153,10 @@ type fuzzRegistry struct {
 	t                      *testing.T
 	reg                    *testRegistry
 	root                   string
-	token                  string
+	token                  string // pull, push and delete on fuzzRepo, pull and push on fuzzOther, the catalog
+	pullToken              string // pull on fuzzRepo only
 	blob, config, manifest string
+	last                   map[string]bool // stored after the previous request
 }
 
 func newFuzzRegistry(f *testing.F) *fuzzRegistry {
@@ -144,7 +164,8 @@ func newFuzzRegistry(f *testing.F) *fuzzRegistry {
 	tok := tokentest.Sign(f, reg.key, tokentest.Claims("fuzzer",
 		tokentest.Repo(fuzzRepo, "pull", "push", "delete"), tokentest.Repo(fuzzOther, "pull", "push"),
 		tokentest.Access{Type: "registry", Name: "catalog", Actions: []string{"*"}}))
-	fz := &fuzzRegistry{reg: reg, root: reg.root, token: tok}
+	pull := tokentest.Sign(f, reg.key, tokentest.Claims("fuzzer", tokentest.Repo(fuzzRepo, "pull")))
+	fz := &fuzzRegistry{reg: reg, root: reg.root, token: tok, pullToken: pull}
 	fz.blob = reg.pushBlob(fuzzOther, tok, []byte("blob"))
 	reg.pushBlob(fuzzRepo, tok, []byte("blob"))
 	fz.config = reg.pushBlob(fuzzRepo, tok, []byte("{}"))
@@ -154,6 +175,7 @@ func newFuzzRegistry(f *testing.F) *fuzzRegistry {
 	if fz.manifest == "" {
 		f.Fatal("no manifest digest")
 	}
+	fz.last = fz.stored()
 	return fz
 }
 
@@ -238,8 +260,8 @@ func (fz *fuzzRegistry) get(path string) int {
 
 // stored lists the blobs and tags in the storage root (uploads in progress
 // are not stored content).
-func (fz *fuzzRegistry) stored() []string {
-	var entries []string
+func (fz *fuzzRegistry) stored() map[string]bool {
+	entries := make(map[string]bool)
 	v2 := filepath.Join(fz.root, "docker", "registry", "v2")
 	_ = filepath.WalkDir(v2, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -249,20 +271,9 @@ func (fz *fuzzRegistry) stored() []string {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() {
-			entries = append(entries, strings.TrimPrefix(p, v2))
+			entries[strings.TrimPrefix(p, v2)] = true
 		}
 		return nil
 	})
 	return entries
-}
-
-// newEntries returns the entries of after that are not in before.
-func newEntries(before, after []string) []string {
-	var added []string
-	for _, e := range after {
-		if !slices.Contains(before, e) {
-			added = append(added, e)
-		}
-	}
-	return added
 }
