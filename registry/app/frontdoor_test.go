@@ -356,3 +356,64 @@ func TestManifestByDigestWithoutAccept(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowAuthorizedPush trickles a chunk for three times the server's
+// read timeout: with a token that may push, the deadlines are renewed and
+// the chunk is stored; with one that may only pull, the body is never read
+// and the connection is cut.
+func TestSlowAuthorizedPush(t *testing.T) {
+	const (
+		readTimeout = time.Second
+		chunks      = 15
+		every       = 200 * time.Millisecond // chunks*every = 3*readTimeout
+	)
+	r := newUnstartedRegistry(t, tokentest.NewKey(t, "P-256"), false)
+	r.srv.Config.ReadTimeout = readTimeout
+	r.srv.Config.WriteTimeout = readTimeout
+	r.srv.Start()
+	push := r.token("alice", tokentest.Repo("alice/y", "pull", "push"))
+	pull := r.token("alice", tokentest.Repo("alice/y", "pull"))
+
+	patch := func(bearer string) (*http.Response, error) {
+		loc := r.startUpload("alice/y", push)
+		pr, pw := io.Pipe()
+		go func() {
+			for range chunks {
+				if _, err := pw.Write(make([]byte, 1<<10)); err != nil {
+					return
+				}
+				time.Sleep(every)
+			}
+			pw.Close()
+		}()
+		defer pr.Close()
+		req, err := http.NewRequest(http.MethodPatch, r.srv.URL+loc, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		return r.srv.Client().Do(req)
+	}
+
+	resp, err := patch(push)
+	if err != nil {
+		t.Fatalf("slow push: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != fmt.Sprintf("0-%d", chunks<<10-1) {
+		t.Errorf("slow push: status %d, Range %q, want 202 and every byte", resp.StatusCode, resp.Header.Get("Range"))
+	}
+
+	start := time.Now()
+	resp, err = patch(pull)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("push without the push grant: status %d, want 401", resp.StatusCode)
+		}
+	}
+	if d := time.Since(start); d > readTimeout+time.Second {
+		t.Errorf("push without the push grant took %v, want it cut within the read timeout %v", d, readTimeout)
+	}
+}
