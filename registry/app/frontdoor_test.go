@@ -306,6 +306,15 @@ func TestRouteMissesAreRegistryErrors(t *testing.T) {
 	}
 }
 
+// TestReadOnlyRefusalIsRegistryError checks the 405 of a push in read_only
+// mode: distribution's router answers it in plain text.
+func TestReadOnlyRefusalIsRegistryError(t *testing.T) {
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), true)
+	tok := r.token("alice", tokentest.Repo("alice/y", "pull", "push"))
+	resp := r.do(http.MethodPost, "/v2/alice/y/blobs/uploads/", tok, nil, nil)
+	checkRegistryError(t, resp, http.StatusMethodNotAllowed, "UNSUPPORTED")
+}
+
 // TestManifestByDigestWithoutAccept fetches a stored OCI manifest by
 // digest: served with its media type unless the client lists media types
 // that leave it out.

@@ -21,10 +21,10 @@ type route struct {
 }
 
 // classify matches r against distribution's routes; a /v2/ path that
-// matches none is refused with the registry error that says why. A path
-// outside /v2/ gives a zero route and no refusal (health and anything else ours); a /v2/
-// path that is not clean gives a redirect route, since distribution's router
-// answers it with a redirect to the cleaned path.
+// matches none, or names a repository outside the grammar, is refused with
+// the registry error that says why. A path outside /v2/ gives a zero route
+// and no refusal. A /v2/ path that is not clean gives a redirect route:
+// distribution's router answers it with a redirect to the cleaned path.
 func classify(r *http.Request) (route, *refusal) {
 	p := r.URL.Path
 	if p != "/v2" && !strings.HasPrefix(p, "/v2/") {
@@ -86,11 +86,11 @@ func explainMiss(p string) *refusal {
 		switch suffix {
 		case "/manifests/":
 			if strings.Contains(ref, ":") {
-				return &refusal{http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content"}
+				return &refusal{http.StatusBadRequest, "DIGEST_INVALID", "invalid manifest digest"}
 			}
-			return &refusal{http.StatusBadRequest, "TAG_INVALID", "manifest tag did not match URI"}
+			return &refusal{http.StatusBadRequest, "TAG_INVALID", "invalid tag: 1 to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"}
 		case "/blobs/":
-			return &refusal{http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content"}
+			return &refusal{http.StatusBadRequest, "DIGEST_INVALID", "invalid blob digest"}
 		case "/blobs/uploads/":
 			return &refusal{http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"}
 		}
