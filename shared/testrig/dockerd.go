@@ -17,16 +17,21 @@ const (
 	// dockerdWait bounds waiting for a private dockerd to answer /_ping;
 	// it takes one or two seconds on an idle machine.
 	dockerdWait = 60 * time.Second
-	// dockerCertsDir is where dockerd looks for a registry's CA, as
-	// HOST:PORT/ca.crt. dockerd has no option to look elsewhere.
-	dockerCertsDir = "/etc/docker/certs.d"
 )
+
+// dockerCertsDir is where dockerd looks for a registry's CA, as
+// HOST:PORT/ca.crt; dockerd has no option to look elsewhere. A variable
+// only so that the rig's own test can point it at a temporary directory.
+var dockerCertsDir = "/etc/docker/certs.d"
 
 // Dockerd is a private docker engine: dockerd with its data root, exec
 // root, PID file, socket, daemon.json and identity key under Dir, on a
 // private containerd of its own (Dir/ctrd), so that nothing is shared with
 // the machine's own docker or containerd. It never listens on TCP, never
-// touches iptables, creates no bridge and leaves IP forwarding alone.
+// touches iptables, creates no bridge and leaves IP forwarding alone. It
+// runs in a mount namespace of its own (unshare --mount): dockerd
+// bind-mounts its data root onto itself, and that mount must neither show
+// in the machine's mount table nor outlive a dockerd killed with SIGKILL.
 //
 // The one file outside Dir is the registry CA that TrustCA places under
 // /etc/docker/certs.d, because dockerd reads it from there only; Stop
@@ -76,7 +81,8 @@ func StartDockerd(ctx context.Context, dir string) (_ *Dockerd, err error) {
 		return nil, err
 	}
 	d.proc, err = Start(Cmd{
-		Argv: []string{"dockerd",
+		// unshare execs dockerd: the PID is dockerd's.
+		Argv: []string{"unshare", "--mount", "--propagation", "private", "dockerd",
 			"--config-file", daemonJSON,
 			"--containerd", d.containerd.Sock,
 			"--data-root", filepath.Join(dir, "data"),
