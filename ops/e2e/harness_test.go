@@ -19,8 +19,6 @@ import (
 const (
 	// healthWait bounds waiting for a daemon's /healthz to answer 200.
 	healthWait = 20 * time.Second
-	// healthPoll is the pause between attempts while waiting for a process.
-	healthPoll = 100 * time.Millisecond
 	// httpTimeout bounds one raw HTTP exchange of a test.
 	httpTimeout = 20 * time.Second
 )
