@@ -31,14 +31,20 @@ var pushedDigest = regexp.MustCompile(`(?m)^\S+: digest: (sha256:[0-9a-f]{64}) s
 // under /etc/docker/certs.d for the registry.
 type engine struct{ *testrig.Dockerd }
 
-// startEngine starts a private dockerd for e's registry, stopped and
-// removed at cleanup.
-func startEngine(t *testing.T, e *env) *engine {
+// needEngine fails the test unless a private dockerd can run here.
+func needEngine(t *testing.T) {
 	t.Helper()
 	needTool(t, "dockerd", "docker", "containerd", "unshare")
 	if os.Geteuid() != 0 {
 		t.Fatal("dockerd runs as root only: run the end-to-end tests as root")
 	}
+}
+
+// startEngine starts a private dockerd for e's registry, stopped and
+// removed at cleanup.
+func startEngine(t *testing.T, e *env) *engine {
+	t.Helper()
+	needEngine(t)
 	// A short directory: dockerd's and containerd's Unix sockets live
 	// under it.
 	dir, err := os.MkdirTemp("", "dkr-")
@@ -252,6 +258,7 @@ func (e *env) failover(t *testing.T) string {
 // The images are made with docker import from a tarball of one random
 // file: no network.
 func TestDocker(t *testing.T) {
+	needEngine(t)
 	e := startDockerEnv(t)
 	d := startEngine(t, e)
 	h := newClientHome(t)
