@@ -287,7 +287,7 @@ func TestDocker(t *testing.T) {
 	}
 	raw, auth := d.config(t, e)
 	if auth == nil || auth.IdentityToken == "" {
-		t.Fatalf("docker login stored no identity token for %s:\n%s", reg, raw)
+		t.Fatalf("docker login stored no identity token for %s", reg) // raw may hold the password: not printed
 	}
 	pw := e.passwords["user1"]
 	for _, secret := range []string{pw, base64.StdEncoding.EncodeToString([]byte("user1:" + pw)), base64.StdEncoding.EncodeToString([]byte(pw))} {
