@@ -9,6 +9,8 @@
 # failures lock an account for 30 minutes) so tests see real lockout
 # behaviour. The caller starts this script in the background and stops it
 # by PID: the script execs keystone-wsgi-public, so the PID is Keystone's.
+# The tests and the benchmark start it through shared/testrig (StartKeystone),
+# which also makes the admin REST calls.
 #
 # Test use only: plain http on loopback, a 4-round password hash, and a
 # bootstrap password given on the command line.

@@ -11,9 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 const (
+	// imageTag is the tag of every image the bench pushes.
+	imageTag = "v1"
 	// skopeoTimeout bounds one skopeo copy: 512 MB at a slow 10 MB/s.
 	skopeoTimeout = 3 * time.Minute
 	// ceilingTimeout bounds cat | sha256sum of one blob.
@@ -27,8 +31,8 @@ type registries struct {
 }
 
 func (r *registries) stop() {
-	r.stx.stop()
-	r.upstream.stop()
+	r.stx.Stop()
+	r.upstream.Stop()
 	os.RemoveAll(r.stxRoot)
 	os.RemoveAll(r.upstreamRoot)
 }
@@ -43,30 +47,20 @@ func (w *workspace) startRegistries(ctx context.Context, tag string) (*registrie
 			return nil, err
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join(w.run, "stx-registry.conf"))
-	if err != nil {
-		return nil, err
-	}
-	var kept []string
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		if kw, _, _ := strings.Cut(line, " "); kw != "root_directory" {
-			kept = append(kept, line)
-		}
-	}
-	kept = append(kept, "root_directory "+r.stxRoot)
 	conf := filepath.Join(w.dir, "stx-registry-"+tag+".conf")
-	if err := os.WriteFile(conf, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
+	err := testrig.EditConf(w.layout.RegistryConf(), conf, []string{"root_directory"}, "root_directory "+r.stxRoot)
+	if err != nil {
 		return nil, err
 	}
 	yaml := filepath.Join(w.dir, "upstream-"+tag+".yml")
 	if err := os.WriteFile(yaml, []byte(w.upstreamConfig(r.upstreamRoot)), 0o600); err != nil {
 		return nil, err
 	}
-	if r.stx, err = w.startDaemon(ctx, "stx-registry-"+tag, w.registryAddr, filepath.Join(w.bin, "stx-registry"), "-f", conf); err != nil {
+	if r.stx, err = w.startDaemon(ctx, "stx-registry-"+tag, w.registryAddr, w.layout.Bin.Registry, "-f", conf); err != nil {
 		return nil, err
 	}
 	if r.upstream, err = w.startDaemon(ctx, "upstream-"+tag, w.upstreamAddr, filepath.Join(w.bin, "upstream-registry"), "serve", yaml); err != nil {
-		r.stx.stop()
+		r.stx.Stop()
 		return nil, err
 	}
 	return r, nil
@@ -109,8 +103,8 @@ auth:
     issuer: %s
     rootcertbundle: %s
     signingalgorithms: [ES256]
-`, root, w.upstreamAddr, randomHex(32), filepath.Join(w.run, "server.pem"), filepath.Join(w.run, "server.key"),
-		w.tokenAddr, w.registryAddr, benchIssuer, filepath.Join(w.run, "token.pem"))
+`, root, w.upstreamAddr, testrig.RandomHex(32), w.layout.ServerCert(), w.layout.ServerKey(),
+		w.tokenAddr, w.registryAddr, benchIssuer, w.layout.TokenCert())
 }
 
 // skopeo runs one skopeo copy and returns how long it took.
@@ -129,16 +123,16 @@ func (w *workspace) skopeo(ctx context.Context, args ...string) (time.Duration, 
 }
 
 // push copies img to repo at addr; pull copies it back into a new layout.
-func (w *workspace) push(ctx context.Context, img *image, addr, repo string) (time.Duration, error) {
-	return w.skopeo(ctx, "--dest-cert-dir", filepath.Join(w.run, "certs.d"), "--dest-creds", benchUser+":"+w.password,
-		"oci:"+img.dir+":"+imageTag, "docker://"+addr+"/"+repo+":"+imageTag)
+func (w *workspace) push(ctx context.Context, img *testrig.Image, addr, repo string) (time.Duration, error) {
+	return w.skopeo(ctx, "--dest-cert-dir", w.layout.CertDir(), "--dest-creds", benchUser+":"+w.password,
+		img.Ref(), "docker://"+addr+"/"+repo+":"+imageTag)
 }
 
 func (w *workspace) pull(ctx context.Context, addr, repo string) (time.Duration, error) {
 	out := filepath.Join(w.dir, "pulled")
 	os.RemoveAll(out)
 	defer os.RemoveAll(out)
-	return w.skopeo(ctx, "--src-cert-dir", filepath.Join(w.run, "certs.d"), "--src-creds", benchUser+":"+w.password,
+	return w.skopeo(ctx, "--src-cert-dir", w.layout.CertDir(), "--src-creds", benchUser+":"+w.password,
 		"docker://"+addr+"/"+repo+":"+imageTag, "oci:"+out+":"+imageTag)
 }
 
@@ -151,17 +145,17 @@ func mbps(bytes int64, d time.Duration) float64 {
 // both registries, per run on new storage, alternating which goes first.
 func (w *workspace) benchDataPath(ctx context.Context, s settings, rep *report) error {
 	t0 := time.Now()
-	big, err := makeImage(filepath.Join(w.dir, "image-big"), 1, s.bigBytes)
+	big, err := testrig.NewImage(filepath.Join(w.dir, "image-big"), imageTag, 1, s.bigBytes, testrig.Tar)
 	if err != nil {
 		return err
 	}
-	small, err := makeImage(filepath.Join(w.dir, "image-small"), s.smallLayers, s.smallLayerBytes)
+	small, err := testrig.NewImage(filepath.Join(w.dir, "image-small"), imageTag, s.smallLayers, s.smallLayerBytes, testrig.Tar)
 	if err != nil {
 		return err
 	}
 	w.log.Info("images written", "seconds", int(time.Since(t0).Seconds()))
-	defer os.RemoveAll(big.dir)
-	defer os.RemoveAll(small.dir)
+	defer os.RemoveAll(big.Dir)
+	defer os.RemoveAll(small.Dir)
 	for run := range s.runs {
 		w.log.Info("registry data path", "run", run+1)
 		regs, err := w.startRegistries(ctx, fmt.Sprint("data-", run))
@@ -177,7 +171,7 @@ func (w *workspace) benchDataPath(ctx context.Context, s settings, rep *report) 
 	return nil
 }
 
-func (w *workspace) dataRun(ctx context.Context, rep *report, regs *registries, big, small *image, upstreamFirst bool) error {
+func (w *workspace) dataRun(ctx context.Context, rep *report, regs *registries, big, small *testrig.Image, upstreamFirst bool) error {
 	for _, p := range []struct {
 		name string
 		proc *proc
@@ -194,7 +188,7 @@ func (w *workspace) dataRun(ctx context.Context, rep *report, regs *registries, 
 		targets[0], targets[1] = targets[1], targets[0]
 	}
 	for _, im := range []struct {
-		img  *image
+		img  *testrig.Image
 		kind string // "" or "_small_layers"
 		repo string
 	}{{big, "", benchUser + "/big"}, {small, "_small_layers", benchUser + "/small"}} {
@@ -212,19 +206,19 @@ func (w *workspace) dataRun(ctx context.Context, rep *report, regs *registries, 
 					return err
 				}
 				name := op + im.kind + t.suffix
-				rates[name] = mbps(im.img.layerBytes, d)
+				rates[name] = mbps(im.img.LayerBytes(), d)
 				rep.add(name+"_rate", "MB/s", rates[name])
 			}
 			rep.add(op+im.kind+"_vs_upstream_ratio", "ratio", rates[op+im.kind]/rates[op+im.kind+"_upstream"])
 		}
 		if im.kind == "" {
 			blob := filepath.Join(regs.stxRoot, "docker", "registry", "v2", "blobs", "sha256",
-				im.img.layers[0].Digest[7:9], im.img.layers[0].Digest[7:], "data")
+				im.img.Layers[0].Digest[7:9], im.img.Layers[0].Digest[7:], "data")
 			d, err := catSHA256(ctx, blob)
 			if err != nil {
 				return err
 			}
-			c := mbps(im.img.layerBytes, d)
+			c := mbps(im.img.LayerBytes(), d)
 			rep.add("pull_ceiling_rate", "MB/s", c)
 			rep.add("pull_vs_ceiling_ratio", "ratio", rates["pull"]/c)
 		}

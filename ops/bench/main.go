@@ -30,8 +30,9 @@
 // 127.0.0.1; every process started is killed by its PID on exit, also on
 // error or interrupt.
 //
-// It drives the built binaries and imports nothing from registry/ or
-// token/, so it stays out of the daemons' import graph.
+// The daemons, their set-up, Keystone and the images come from the test rig
+// (shared/testrig). It drives the built binaries and imports nothing from
+// registry/ or token/, so it stays out of the daemons' import graph.
 package main
 
 import (
@@ -44,6 +45,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 func main() {
@@ -125,8 +128,12 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		w.procs.stopAll()
 		if keep || err != nil {
 			log.Info("work directory kept", "dir", w.dir)
+			if w.layout != nil {
+				log.Info("daemons kept", "dir", w.layout.Bin.Dir)
+			}
 			return
 		}
+		testrig.RemoveDaemons()
 		os.RemoveAll(w.dir)
 	}()
 	rep := newReport(s)

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 // maxManifestBytes bounds reading a manifest (distribution's own limit is
@@ -56,17 +59,17 @@ func (w *workspace) rawPull(ctx context.Context, addr, repo string) error {
 		}
 		return resp, nil
 	}
-	resp, err := get("/manifests/"+imageTag, mediaManifest)
+	resp, err := get("/manifests/"+imageTag, testrig.MediaManifest)
 	if err != nil {
 		return err
 	}
-	var m manifest
+	var m testrig.Manifest
 	err = json.NewDecoder(io.LimitReader(resp.Body, maxManifestBytes)).Decode(&m)
 	resp.Body.Close()
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	for _, d := range append([]descriptor{m.Config}, m.Layers...) {
+	for _, d := range append([]testrig.Descriptor{m.Config}, m.Layers...) {
 		resp, err := get("/blobs/"+d.Digest, "")
 		if err != nil {
 			return err
@@ -77,8 +80,8 @@ func (w *workspace) rawPull(ctx context.Context, addr, repo string) error {
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", d.Digest, err)
 		}
-		if n != d.Size || digestOf(h) != d.Digest {
-			return fmt.Errorf("blob %s: got %d bytes with digest %s", d.Digest, n, digestOf(h))
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); n != d.Size || got != d.Digest {
+			return fmt.Errorf("blob %s: got %d bytes with digest %s", d.Digest, n, got)
 		}
 	}
 	return nil
@@ -87,7 +90,7 @@ func (w *workspace) rawPull(ctx context.Context, addr, repo string) error {
 // benchConcurrency runs, per run on new storage: parallel pulls from each
 // registry (alternating which goes first), then parallel token requests.
 func (w *workspace) benchConcurrency(ctx context.Context, s settings, rep *report) error {
-	img, err := makeImage(filepath.Join(w.dir, "image-parallel"), s.concLayers, s.concLayerBytes)
+	img, err := testrig.NewImage(filepath.Join(w.dir, "image-parallel"), imageTag, s.concLayers, s.concLayerBytes, testrig.Tar)
 	if err != nil {
 		return err
 	}

@@ -6,17 +6,14 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
+
+	"stx-registry/shared/testrig"
 )
 
 const (
-	// stopWait is how long a daemon gets after SIGTERM before SIGKILL.
-	stopWait = 10 * time.Second
 	// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat;
 	// 100 on every Linux architecture Go supports.
 	clockTicks = 100
@@ -24,12 +21,10 @@ const (
 	maxProcFileBytes = 64 << 10
 )
 
-// proc is one started process, its output going to a log file.
+// proc is one started process, named for messages.
 type proc struct {
 	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when it has exited
+	*testrig.Proc
 }
 
 // procs tracks every process the bench starts, so that all are stopped,
@@ -39,68 +34,22 @@ type procs struct {
 	list []*proc
 }
 
-// start runs argv with its output appended to logPath. The process gets
-// SIGKILL should the bench itself die first.
-func (ps *procs) start(name, logPath string, env []string, argv ...string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// start runs argv with its output appended to logPath.
+func (ps *procs) start(name, logPath string, argv ...string) (*proc, error) {
+	tp, err := testrig.Start(testrig.Cmd{Argv: argv, Log: logPath})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
+	return ps.track(name, tp), nil
+}
+
+// track adds a process started elsewhere (Keystone) to the list.
+func (ps *procs) track(name string, tp *testrig.Proc) *proc {
+	p := &proc{name: name, Proc: tp}
 	ps.mu.Lock()
 	ps.list = append(ps.list, p)
 	ps.mu.Unlock()
-	return p, nil
-}
-
-// stop sends SIGTERM and waits, then SIGKILL. Stopping twice is harmless.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopWait):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tail is the end of the process's log, for error messages.
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	const n = 2000
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
+	return p
 }
 
 func (ps *procs) stopAll() {
@@ -109,14 +58,14 @@ func (ps *procs) stopAll() {
 	ps.list = nil
 	ps.mu.Unlock()
 	for i := len(list) - 1; i >= 0; i-- {
-		list[i].stop()
+		list[i].Stop()
 	}
 }
 
 // peakRSS is VmHWM of the process in MiB: the most resident memory it
 // ever had.
 func (p *proc) peakRSS() (float64, error) {
-	b, err := readProc(p.cmd.Process.Pid, "status")
+	b, err := readProc(p.PID(), "status")
 	if err != nil {
 		return 0, err
 	}
@@ -129,12 +78,12 @@ func (p *proc) peakRSS() (float64, error) {
 			return kb / 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no VmHWM in /proc/%d/status", p.name, p.cmd.Process.Pid)
+	return 0, fmt.Errorf("%s: no VmHWM in /proc/%d/status", p.name, p.PID())
 }
 
 // cpuSeconds is the process's user plus system CPU time so far.
 func (p *proc) cpuSeconds() (float64, error) {
-	b, err := readProc(p.cmd.Process.Pid, "stat")
+	b, err := readProc(p.PID(), "stat")
 	if err != nil {
 		return 0, err
 	}
@@ -142,16 +91,16 @@ func (p *proc) cpuSeconds() (float64, error) {
 	// utime and stime are fields 14 and 15, so the 12th and 13th after it.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%s: malformed /proc/%d/stat", p.name, p.cmd.Process.Pid)
+		return 0, fmt.Errorf("%s: malformed /proc/%d/stat", p.name, p.PID())
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%s: short /proc/%d/stat", p.name, p.cmd.Process.Pid)
+		return 0, fmt.Errorf("%s: short /proc/%d/stat", p.name, p.PID())
 	}
 	ut, err1 := strconv.ParseFloat(f[11], 64)
 	st, err2 := strconv.ParseFloat(f[12], 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%s: utime/stime in /proc/%d/stat are not numbers", p.name, p.cmd.Process.Pid)
+		return 0, fmt.Errorf("%s: utime/stime in /proc/%d/stat are not numbers", p.name, p.PID())
 	}
 	return (ut + st) / clockTicks, nil
 }

@@ -70,24 +70,6 @@ func TestCeilingBody(t *testing.T) {
 	}
 }
 
-func TestHasKeyword(t *testing.T) {
-	conf := "# state_directory in a comment\nlisten 127.0.0.1:1\n  state_directory /x\nstate_directory_extra y\n"
-	tests := []struct {
-		kw   string
-		want bool
-	}{
-		{"listen", true},
-		{"state_directory", true},
-		{"users_file", false},
-		{"state", false},
-	}
-	for _, tt := range tests {
-		if got := hasKeyword(conf, tt.kw); got != tt.want {
-			t.Errorf("hasKeyword(%q) = %v, want %v", tt.kw, got, tt.want)
-		}
-	}
-}
-
 func TestReportRequiredAndLines(t *testing.T) {
 	r := newReport(settingsFor(true, 3))
 	for _, n := range requiredRatios {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"stx-registry/shared/testrig"
 )
 
 // maxReplyBytes bounds reading one token reply.
@@ -84,21 +86,21 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 	if err != nil {
 		return err
 	}
-	if w.refresh && first.RefreshToken == "" {
-		return fmt.Errorf("an offline login got no refresh_token although state_directory is set:\n%s", w.token.tail())
+	if first.RefreshToken == "" {
+		return fmt.Errorf("an offline login got no refresh_token although state_directory is set:\n%s", w.token.Tail())
 	}
 
-	ceilAddr, err := freeAddr()
+	ceilAddr, err := testrig.FreeAddr()
 	if err != nil {
 		return err
 	}
 	ceil, err := w.startDaemon(ctx, "ceiling", ceilAddr, filepath.Join(w.bin, "bench"), "ceiling",
-		"-cert", filepath.Join(w.run, "server.pem"), "-key", filepath.Join(w.run, "server.key"),
+		"-cert", w.layout.ServerCert(), "-key", w.layout.ServerKey(),
 		"-addr", ceilAddr, "-size", strconv.Itoa(len(plain)))
 	if err != nil {
 		return err
 	}
-	defer ceil.stop()
+	defer ceil.Stop()
 	rss, err := w.token.peakRSS()
 	if err != nil {
 		return err
@@ -153,11 +155,9 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		if err != nil {
 			return err
 		}
-		var r loadResult
-		if w.refresh {
-			if r, _, err = measure("refresh", w.token, refresh); err != nil {
-				return err
-			}
+		r, _, err := measure("refresh", w.token, refresh)
+		if err != nil {
+			return err
 		}
 		// The ceiling again, after: the machine is shared, and the mean of
 		// a ceiling before and after is less skewed by load that comes or
@@ -168,9 +168,7 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		}
 		ceiling := (c.rate() + c2.rate()) / 2
 		rep.add("token_vs_ceiling_ratio", "ratio", t.rate()/ceiling)
-		if w.refresh {
-			rep.add("refresh_vs_ceiling_ratio", "ratio", r.rate()/ceiling)
-		}
+		rep.add("refresh_vs_ceiling_ratio", "ratio", r.rate()/ceiling)
 		rep.add("token_cpu_seconds_per_1000", "s", tcpu)
 		rep.add("ceiling_cpu_seconds_per_1000", "s", ccpu)
 		cn, _, err := measure("ceiling_newconn", ceil, get(fresh, ceilURL))

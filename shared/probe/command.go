@@ -15,6 +15,7 @@ import (
 const (
 	ExitHealthy    = 0 // OCF_SUCCESS
 	ExitFailed     = 1 // OCF_ERR_GENERIC
+	ExitUsage      = 2 // OCF_ERR_ARGS: a usage error, as for every subcommand
 	ExitNotRunning = 7 // OCF_NOT_RUNNING
 )
 
@@ -54,13 +55,13 @@ func (c Command) Main(args []string, stderr io.Writer) int {
 		usage = c.Name + " probe [-n] [-f file] [-timeout 5s]"
 	}
 	if err := fs.Parse(args); err != nil {
-		return fail(ExitFailed, fmt.Errorf("%w (usage: %s)", err, usage))
+		return fail(ExitUsage, fmt.Errorf("%w (usage: %s)", err, usage))
 	}
 	if fs.NArg() > 0 {
-		return fail(ExitFailed, fmt.Errorf("unexpected argument %q: probe takes only flags", fs.Arg(0)))
+		return fail(ExitUsage, fmt.Errorf("unexpected argument %q: probe takes only flags (usage: %s)", fs.Arg(0), usage))
 	}
 	if *timeout <= 0 || *timeout > maxTimeout {
-		return fail(ExitFailed, fmt.Errorf("-timeout %v: give a duration above 0 and at most %v", *timeout, maxTimeout))
+		return fail(ExitUsage, fmt.Errorf("-timeout %v: give a duration above 0 and at most %v", *timeout, maxTimeout))
 	}
 	if checkOnly != nil && *checkOnly {
 		if err := c.Check(*file); err != nil {

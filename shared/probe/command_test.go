@@ -46,9 +46,9 @@ func TestCommandMain(t *testing.T) {
 		{[]string{"-f", "missing"}, ExitFailed, "no such config"},
 		{[]string{"-n", "-f", "up"}, ExitHealthy, ""},
 		{[]string{"-n", "-f", "down"}, ExitFailed, "bad config"},
-		{[]string{"-timeout", "0s", "-f", "up"}, ExitFailed, "-timeout"},
-		{[]string{"-f", "up", "extra"}, ExitFailed, "unexpected argument"},
-		{[]string{"-x"}, ExitFailed, "usage: stx-test probe [-n]"},
+		{[]string{"-timeout", "0s", "-f", "up"}, ExitUsage, "-timeout"},
+		{[]string{"-f", "up", "extra"}, ExitUsage, "unexpected argument"},
+		{[]string{"-x"}, ExitUsage, "usage: stx-test probe [-n]"},
 	}
 	for _, tt := range tests {
 		var stderr strings.Builder
@@ -61,7 +61,7 @@ func TestCommandMain(t *testing.T) {
 	}
 	cmd.Check = nil
 	var stderr strings.Builder
-	if code := cmd.Main([]string{"-n", "-f", "up"}, &stderr); code != ExitFailed {
+	if code := cmd.Main([]string{"-n", "-f", "up"}, &stderr); code != ExitUsage {
 		t.Errorf("-n without a Check: exit %d", code)
 	}
 }
