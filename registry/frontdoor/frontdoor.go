@@ -98,8 +98,10 @@ func Handler(next http.Handler, logger *slog.Logger) http.Handler {
 }
 
 // refuse answers f. A request with a body is answered with Connection:
-// close, so that net/http does not read its body to keep the connection
-// (it would read up to 256 KiB, its maxPostHandlerReadBytes).
+// close: the answer goes out at once and the connection is not reused.
+// Nothing here reads the body; net/http itself discards at most 256 KiB of
+// it (maxPostHandlerReadBytes), within the unrenewed read deadline, before
+// closing.
 func refuse(w http.ResponseWriter, r *http.Request, f *refusal) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
