@@ -70,6 +70,30 @@ func TestDistributionConfig(t *testing.T) {
 	}
 }
 
+// TestDistributionLogClientErrors checks that distribution's error lines
+// about 4xx answers are logged at info, and those about 5xx at error.
+func TestDistributionLogClientErrors(t *testing.T) {
+	for _, level := range []string{"info", "error"} {
+		var buf bytes.Buffer
+		if err := configureDistributionLog(&buf, "text", level); err != nil {
+			t.Fatal(err)
+		}
+		logrus.WithField("http.response.status", 404).Error("response completed with error: blob unknown")
+		logrus.WithField("http.response.status", 500).Error("response completed with error: disk")
+		out := buf.String()
+		if level == "info" && !strings.Contains(out, `level=info msg="response completed with error: blob unknown"`) {
+			t.Errorf("log level %s: the 404 line is not at info: %q", level, out)
+		}
+		if level == "error" && strings.Contains(out, "blob unknown") {
+			t.Errorf("log level %s: the 404 line is written: %q", level, out)
+		}
+		if !strings.Contains(out, `level=error msg="response completed with error: disk"`) {
+			t.Errorf("log level %s: the 500 line is not at error: %q", level, out)
+		}
+	}
+	_ = configureDistributionLog(os.Stderr, "text", "error")
+}
+
 func TestDistributionLogScrubsQuery(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
