@@ -30,10 +30,9 @@ func configureDistributionLog(w io.Writer, format, level string) error {
 }
 
 // clientErrorsAtInfo moves distribution's error-level lines about a request
-// answered with a 4xx ("response completed with error" for an unknown
+// answered with a 4xx (its "response completed with error" for an unknown
 // blob, a bad name, a refused token…) to info: they are the client's
-// mistakes. A 5xx, the server's own fault, stays at error level, so that an
-// error line means something is wrong with the registry.
+// mistakes. A 5xx, the server's own fault, stays at error level.
 type clientErrorsAtInfo struct{ logrus.Formatter }
 
 func (c clientErrorsAtInfo) Format(e *logrus.Entry) ([]byte, error) {
