@@ -55,15 +55,19 @@
 // keys: the configuration file is read again and its signing_key list
 // replaces the running one (a bad key keeps the old ones; other changed
 // keywords are logged as needing a restart). "jwks" prints the public
-// signing keys as a JWKS. The users file is re-read when it changes. Exit status is 0 after a clean stop, 1 on any
-// configuration, listen or TLS error, 2 on a usage error.
+// signing keys as a JWKS. The users file is re-read when it changes.
+//
+// Exit status is 0 after a clean stop, -t success, -h or -version, 1 on
+// any configuration, listen or TLS error, 2 on a usage error (the error and
+// the usage text are on stderr). A configuration file with several errors
+// reports them all.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -74,50 +78,71 @@ import (
 	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
 	"stx-registry/shared/tlsconf"
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
+	"stx-registry/token/config"
+	"stx-registry/token/issuer"
+	"stx-registry/token/keystone"
+	"stx-registry/token/metrics"
+	"stx-registry/token/refresh"
+	"stx-registry/token/server"
 )
 
+// usage is the synopsis printed, with the daemon's flags, for -h and with
+// every usage error.
+const usage = `usage: stx-token-server [-f CONFIG] [-t]
+       stx-token-server passwd -f USERS_FILE [-d] USER
+       stx-token-server revoke [-f CONFIG] (-user USER | -all)
+       stx-token-server jwks [-f CONFIG]
+       stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]
+       stx-token-server -version
+`
+
+// main dispatches to the subcommand named by the first argument, or runs
+// the daemon.
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
+	cmd := ""
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	var err error
+	switch cmd {
+	case "probe":
 		os.Exit(probeMain(os.Args[2:]))
+	case "passwd":
+		err = passwdMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	case "revoke":
+		err = revokeMain(os.Args[2:], os.Stdout, os.Stderr)
+	case "jwks":
+		err = jwksMain(os.Args[2:], os.Stdout, os.Stderr)
+	default:
+		err = daemonMain(os.Args[1:], os.Stdout, os.Stderr)
 	}
-	if len(os.Args) > 1 && os.Args[1] == "passwd" {
-		if err := passwdMain(os.Args[2:], os.Stdin, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
+	if err != nil && !errors.Is(err, errHelp) {
+		fatal(err)
 	}
-	if len(os.Args) > 1 && os.Args[1] == "revoke" {
-		if err := revokeMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "jwks" {
-		if err := jwksMain(os.Args[2:], os.Stdout, os.Stderr); err != nil {
-			fatal(err)
-		}
-		return
-	}
-	fs := flag.NewFlagSet("stx-token-server", flag.ContinueOnError)
-	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+}
+
+// daemonMain parses the daemon's flags and runs it until SIGTERM or SIGINT,
+// or checks the configuration (-t), or prints the version.
+func daemonMain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("stx-token-server", usage, stdout, stderr)
+	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "stx-token-server: unexpected argument %q\n", fs.Arg(0))
-		os.Exit(2)
+		return fs.fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if *version {
-		fmt.Println("stx-token-server", buildinfo.Version())
-		return
+		_, err := fmt.Fprintln(stdout, "stx-token-server", buildinfo.Version())
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, *file, *check); err != nil {
-		fatal(err)
-	}
+	return run(ctx, *file, *check)
 }
 
 // fatal is the one way out on error: the message, with a hint for the
@@ -134,7 +159,7 @@ func fatal(err error) {
 }
 
 func run(ctx context.Context, file string, checkOnly bool) error {
-	cfg, err := LoadConfig(file)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return err
 	}
@@ -151,7 +176,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 		return nil
 	}
 	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
-		"algorithm", srv.issuer.Load().Algorithm(), "backend", cfg.AuthBackend,
+		"algorithm", srv.Issuer().Algorithm(), "backend", cfg.AuthBackend,
 		"refresh_tokens", cfg.StateDirectory != "")
 	return serve.Run(ctx, serve.Options{
 		Addr:     cfg.Listen,
@@ -166,47 +191,42 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 
 // newServer builds everything the daemon needs from a validated config, so
 // that -t checks exactly what a start would.
-func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error) {
+func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.Reloader, error) {
 	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	issuer, err := LoadIssuer(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
+	iss, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
 		return nil, nil, err
 	}
-	policy, err := NewPolicy(PolicyConfig{
-		AdminUsers:         cfg.AdminUsers,
-		PublicNamespaces:   cfg.PublicNamespaces,
-		PublicRepositories: cfg.PublicRepositories,
-		ReservedNamespaces: cfg.ReservedNamespaces,
-	})
+	policy, err := access.NewPolicy(cfg.PolicyConfig())
 	if err != nil {
 		return nil, nil, err
 	}
 	var (
-		backend Authenticator
-		users   UserChecker   // the refresh re-check, if any
-		recheck time.Duration // 0: on every refresh
+		backend authn.Authenticator
+		users   authn.UserChecker // the refresh re-check, if any
+		recheck time.Duration     // 0: on every refresh
 	)
 	switch cfg.AuthBackend {
 	case "users":
-		uf, err := NewUsersFile(cfg.UsersFile, log)
+		uf, err := authn.NewUsersFile(cfg.UsersFile, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		backend, users = uf, usersFileChecker{uf}
+		backend, users = uf, authn.NewUsersFileChecker(uf)
 	case "keystone":
-		var svc KeystoneService
+		var svc keystone.Service
 		if cfg.KeystoneServiceUser != "" {
 			pw, err := readSecretFile(cfg.KeystoneServicePasswordFile)
 			if err != nil {
 				return nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
 			}
-			svc = KeystoneService{User: cfg.KeystoneServiceUser, Password: pw,
+			svc = keystone.Service{User: cfg.KeystoneServiceUser, Password: pw,
 				Project: cfg.KeystoneServiceProject, Domain: cfg.KeystoneServiceDomain}
 		}
-		ks, err := NewKeystone(KeystoneConfig{
+		ks, err := keystone.New(keystone.Config{
 			URL:          cfg.KeystoneURL,
 			UserDomain:   cfg.KeystoneUserDomain,
 			CAFile:       cfg.KeystoneCA,
@@ -225,43 +245,35 @@ func newServer(cfg *Config, log *slog.Logger) (*Server, *tlsconf.Reloader, error
 	default:
 		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
-	// cache(backoff(counting(backend))): a cached password never meets the
-	// backoff, and only calls that reach the backend are counted.
-	metrics := NewMetrics(cfg.AuthBackend, buildinfo.Version())
-	var ready Checker
-	if ch, ok := backend.(Checker); ok {
+	m := metrics.New(cfg.AuthBackend, buildinfo.Version())
+	var ready authn.Checker
+	if ch, ok := backend.(authn.Checker); ok {
 		ready = ch
 	}
-	auth := NewCredentialCache(
-		NewBackoff(NewCountingBackend(backend, metrics), cfg.backoffConfig(), metrics),
-		CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
-		metrics)
-	services := make(map[string]bool, len(cfg.Services))
-	for _, s := range cfg.Services {
-		services[s] = true
-	}
-	var refresh RefreshStore
+	auth := authn.Chain(backend, authn.ChainConfig{
+		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
+		Backoff: cfg.BackoffConfig(),
+	}, m)
+	var store refresh.Store
 	if cfg.StateDirectory != "" {
-		if refresh, err = NewFileRefreshStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
+		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
 			return nil, nil, err
 		}
 	}
-	srv := &Server{
-		auth:        auth,
-		policy:      policy,
-		services:    services,
-		audit:       &Audit{log: log},
-		log:         log,
-		now:         time.Now,
-		metrics:     metrics,
-		metricsNets: cfg.MetricsNetworks,
-		ready:       ready,
-		backendName: cfg.AuthBackend,
-		refresh:     refresh,
-		refreshTTL:  cfg.RefreshTokenTTL,
-		users:       users,
-		recheck:     recheck,
-	}
-	srv.issuer.Store(issuer)
+	srv := server.New(server.Options{
+		Auth:            auth,
+		Policy:          policy,
+		Issuer:          iss,
+		Services:        cfg.Services,
+		Log:             log,
+		Metrics:         m,
+		MetricsNetworks: cfg.MetricsNetworks,
+		Ready:           ready,
+		BackendName:     cfg.AuthBackend,
+		Refresh:         store,
+		RefreshTTL:      cfg.RefreshTokenTTL,
+		Users:           users,
+		Recheck:         recheck,
+	})
 	return srv, tlsr, nil
 }

@@ -4,36 +4,32 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"syscall"
 	"unsafe"
+
+	"stx-registry/token/access"
+	"stx-registry/token/authn"
 )
 
 // passwdMain implements "stx-token-server passwd -f FILE [-d] USER". The
 // password is read from the terminal without echo, or as one line from
 // standard input when that is not a terminal; never from the command line.
-func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server passwd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func passwdMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := newFlags("stx-token-server passwd", "usage: stx-token-server passwd -f USERS_FILE [-d] USER\n", stdout, stderr)
 	file := fs.String("f", "", "users `file` (created with mode 0600 if missing)")
 	del := fs.Bool("d", false, "delete USER instead of setting a password")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stx-token-server passwd -f USERS_FILE [-d] USER")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		os.Exit(2)
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if *file == "" || fs.NArg() != 1 {
-		fs.Usage()
-		os.Exit(2)
+		return fs.fail(nil)
 	}
 	user := fs.Arg(0)
 	if *del {
-		return SetPassword(*file, user, nil)
+		return authn.SetPassword(*file, user, nil)
 	}
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
@@ -42,10 +38,10 @@ func passwdMain(args []string, stdin *os.File, stderr io.Writer) error {
 	if len(pw) == 0 {
 		return errors.New("empty password")
 	}
-	if err := SetPassword(*file, user, pw); err != nil {
+	if err := authn.SetPassword(*file, user, pw); err != nil {
 		return err
 	}
-	if !validComponent(user) {
+	if !access.ValidComponent(user) {
 		fmt.Fprintf(stderr, "stx-token-server: note: %q is not a valid repository path component (lowercase letters, digits, separators), so this user owns no namespace\n", user)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 
 	"stx-registry/shared/probe"
 	"stx-registry/shared/tlsconf"
+	"stx-registry/token/config"
+	"stx-registry/token/issuer"
 )
 
 // probeMain is "stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]", the
@@ -20,20 +22,20 @@ import (
 func probeMain(args []string) int {
 	return probe.Command{
 		Name:          "stx-token-server",
-		DefaultConfig: DefaultConfigFile,
+		DefaultConfig: config.DefaultFile,
 		Load: func(file string) (netip.AddrPort, string, error) {
-			cfg, err := LoadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return netip.AddrPort{}, "", err
 			}
 			return cfg.Listen, cfg.TLSCertificate, nil
 		},
 		Check: func(file string) error {
-			cfg, err := LoadConfig(file)
+			cfg, err := config.Load(file)
 			if err != nil {
 				return err
 			}
-			if _, err := LoadIssuer(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys); err != nil {
+			if _, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys); err != nil {
 				return err
 			}
 			_, err = tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, slog.New(slog.DiscardHandler))

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-)
 
-// errUsage is a command line mistake: main exits 2 after the usage text.
-var errUsage = errors.New("usage error")
+	"stx-registry/token/config"
+	"stx-registry/token/refresh"
+)
 
 // revokeMain implements "stx-token-server revoke [-f CONFIG] (-user USER |
 // -all)": it deletes refresh tokens from state_directory and prints how
@@ -17,23 +15,17 @@ var errUsage = errors.New("usage error")
 // the daemon refuses a revoked token on its next refresh. Run it as the
 // service user: the state directory must belong to whoever runs it.
 func revokeMain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stx-token-server revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("f", DefaultConfigFile, "configuration `file`")
+	fs := newFlags("stx-token-server revoke", "usage: stx-token-server revoke [-f CONFIG] (-user USER | -all)\n", stdout, stderr)
+	file := fs.String("f", config.DefaultFile, "configuration `file`")
 	user := fs.String("user", "", "revoke the refresh tokens of `USER`")
 	all := fs.Bool("all", false, "revoke every refresh token")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stx-token-server revoke [-f CONFIG] (-user USER | -all)")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	if fs.NArg() != 0 || (*user == "") == !*all {
-		fs.Usage()
-		return errUsage
+		return fs.fail(nil)
 	}
-	cfg, err := LoadConfig(*file)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		return err
 	}
@@ -41,7 +33,7 @@ func revokeMain(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: state_directory is not configured, so there are no refresh tokens to revoke", *file)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	store, err := NewFileRefreshStore(cfg.StateDirectory, cfg.RefreshTokenMax, log)
+	store, err := refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"stx-registry/registry/accesslog"
 	"stx-registry/registry/config"
+	"stx-registry/registry/frontdoor"
 	"stx-registry/registry/gc"
 	"stx-registry/registry/health"
 	"stx-registry/registry/metrics"
@@ -28,10 +29,16 @@ import (
 // NewHandler builds the full request path:
 //
 //	Progress → metrics.Count → accesslog → /metrics → /healthz → /readyz →
-//	mount.Fallback → reserve → gc.CommitSteps → distribution
+//	mount.Fallback → reserve → gc.CommitSteps → frontdoor → distribution
 //
 // Progress keeps a slow push or pull alive while bytes move and cuts it
-// when they stop. shutdown stops distribution's background work and
+// when they stop, once the front door has let it renew the deadlines: only
+// after the token is verified, and only for a push or pull body. The front
+// door stands directly before distribution, so that each request
+// distribution sees, the mount fallback's retry included, has passed it.
+// The storage reserve refuses new uploads below storage_reserve before any
+// byte is read; gc.CommitSteps holds the garbage-collection lock around a
+// push's commit steps. shutdown stops distribution's background work and
 // releases the storage root.
 func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Controller, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
 	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
@@ -62,7 +69,8 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 	ready := &readiness.Checker{Healthy: root.Check, Root: cfg.RootDirectory, Guard: guard, Logger: logger,
 		TokenKeys: func() error { return tokenKeysLoaded(tokens) }}
 	m := metrics.New(cfg.RootDirectory, buildinfo.Version(), guard, logger)
-	h = gc.CommitSteps(lock, logger, app)
+	h = frontdoor.Handler(app, logger)
+	h = gc.CommitSteps(lock, logger, h)
 	h = guard.Handler(h)
 	h = mount.Fallback(h, logger)
 	h = readiness.Handler(ready, h)
@@ -71,7 +79,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 	h = accesslog.Handler(h, logger)
 	h = m.Count(h)
 	// Under Progress, RegistryTimeouts.Read and Write become idle limits
-	// that every transferred chunk renews.
+	// that every transferred chunk of an authorized push or pull renews.
 	h = serve.Progress(h, serve.RegistryTimeouts.Read)
 	shutdown = func() {
 		if err := app.Shutdown(); err != nil {

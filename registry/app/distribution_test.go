@@ -54,6 +54,8 @@ func TestDistributionConfig(t *testing.T) {
 		// checked by tokenauth's TestTokenOptions.
 		{"signingalgorithms", tokens.Algorithms(), []any{"ES256"}},
 		{"nosniff", d.HTTP.Headers.Get("X-Content-Type-Options"), "nosniff"},
+		{"layer URLs", d.Validation.Manifests.URLs, configuration.URLs{Allow: []string{"^https?://"}}},
+		{"manifest validation on", d.Validation.Disabled, false},
 		{"debug addr", d.HTTP.Debug.Addr, ""},
 		{"prometheus", d.HTTP.Debug.Prometheus.Enabled, false},
 		{"notifications", len(d.Notifications.Endpoints), 0},
@@ -67,6 +69,30 @@ func TestDistributionConfig(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
 		}
 	}
+}
+
+// TestDistributionLogClientErrors checks that distribution's error lines
+// about 4xx answers are logged at info, and those about 5xx at error.
+func TestDistributionLogClientErrors(t *testing.T) {
+	for _, level := range []string{"info", "error"} {
+		var buf bytes.Buffer
+		if err := configureDistributionLog(&buf, "text", level); err != nil {
+			t.Fatal(err)
+		}
+		logrus.WithField("http.response.status", 404).Error("response completed with error: blob unknown")
+		logrus.WithField("http.response.status", 500).Error("response completed with error: disk")
+		out := buf.String()
+		if level == "info" && !strings.Contains(out, `level=info msg="response completed with error: blob unknown"`) {
+			t.Errorf("log level %s: the 404 line is not at info: %q", level, out)
+		}
+		if level == "error" && strings.Contains(out, "blob unknown") {
+			t.Errorf("log level %s: the 404 line is written: %q", level, out)
+		}
+		if !strings.Contains(out, `level=error msg="response completed with error: disk"`) {
+			t.Errorf("log level %s: the 500 line is not at error: %q", level, out)
+		}
+	}
+	_ = configureDistributionLog(os.Stderr, "text", "error")
 }
 
 func TestDistributionLogScrubsQuery(t *testing.T) {
