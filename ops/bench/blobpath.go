@@ -55,11 +55,11 @@ type blobTarget struct {
 // benchBlob measures, per run on new storage, the push then the pull of
 // one blob through each target, rotating which goes first.
 func (w *workspace) benchBlob(ctx context.Context, s settings, rep *report) error {
-	size := blobBytes(s)
-	layer, err := testrig.RandomLayer(filepath.Join(w.dir, "image-blob"), size, testrig.Tar)
+	layer, err := testrig.RandomLayer(filepath.Join(w.dir, "image-blob"), blobBytes(s), testrig.Tar)
 	if err != nil {
 		return err
 	}
+	size := layer.Size // with the tar header
 	file := filepath.Join(w.dir, "image-blob", "blobs", "sha256", layer.Digest[len("sha256:"):])
 	defer os.RemoveAll(filepath.Join(w.dir, "image-blob"))
 	c, err := w.blobClient()
