@@ -31,14 +31,21 @@ import (
 // testRegistry is the real handler chain around distribution's app, served
 // on loopback with a temporary storage root.
 type testRegistry struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	key    tokentest.Key
 	tokens *tokenauth.Controller
 	bundle string // token_certificate, a file of the test's own
 }
 
-func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegistry {
+func newTestRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
+	t.Helper()
+	return serveTestRegistry(t, key, readOnly, (*httptest.Server).Start)
+}
+
+// serveTestRegistry is newTestRegistry with the server started by start:
+// plain HTTP or, for the benchmarks, (*httptest.Server).StartTLS.
+func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start func(*httptest.Server)) *testRegistry {
 	t.Helper()
 	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
@@ -61,7 +68,8 @@ func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegist
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	start(srv)
 	t.Cleanup(func() {
 		srv.Close()
 		shutdown()
