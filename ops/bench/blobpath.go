@@ -17,7 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"stx-registry/shared/testrig"
 	"stx-registry/shared/tlsconf"
@@ -52,8 +54,16 @@ type blobTarget struct {
 	registry bool
 }
 
-// benchBlob measures, per run on new storage, the push then the pull of
-// one blob through each target, rotating which goes first.
+// blobProtocols are the HTTP versions the blob travels over: HTTP/1.1,
+// which most registry clients speak, and HTTP/2, which curl and Go clients
+// that enable it negotiate. All three servers offer both.
+var blobProtocols = []struct {
+	suffix string // of the metric names, after the operation
+	major  int    // the ProtoMajor every answer must have
+}{{"", 1}, {"_h2", 2}}
+
+// benchBlob measures, per run and protocol on new storage, the push then
+// the pull of one blob through each target, rotating which goes first.
 func (w *workspace) benchBlob(ctx context.Context, s settings, rep *report) error {
 	layer, err := testrig.RandomLayer(filepath.Join(w.dir, "image-blob"), blobBytes(s), testrig.Tar)
 	if err != nil {
@@ -62,10 +72,6 @@ func (w *workspace) benchBlob(ctx context.Context, s settings, rep *report) erro
 	size := layer.Size // with the tar header
 	file := filepath.Join(w.dir, "image-blob", "blobs", "sha256", layer.Digest[len("sha256:"):])
 	defer os.RemoveAll(filepath.Join(w.dir, "image-blob"))
-	c, err := w.blobClient()
-	if err != nil {
-		return err
-	}
 	ceilDir := filepath.Join(w.dir, "storage-ceiling")
 	if err := os.Mkdir(ceilDir, 0o700); err != nil {
 		return err
@@ -82,29 +88,39 @@ func (w *workspace) benchBlob(ctx context.Context, s settings, rep *report) erro
 	}
 	defer ceil.Stop()
 	for run := range s.runs {
-		w.log.Info("blob data path", "run", run+1, "bytes", size)
-		regs, err := w.startRegistries(ctx, fmt.Sprint("blob-", run))
-		if err != nil {
-			return err
-		}
-		targets := []blobTarget{
-			{"", w.registryAddr, regs.stx, true},
-			{"_upstream", w.upstreamAddr, regs.upstream, true},
-			{"_ceiling", ceilAddr, ceil, false},
-		}
-		for range run % len(targets) {
-			targets = append(targets[1:], targets[0])
-		}
-		err = w.blobRun(ctx, rep, c, targets, file, layer.Digest, size)
-		regs.stop()
-		if err != nil {
-			return err
+		for _, p := range blobProtocols {
+			w.log.Info("blob data path", "run", run+1, "http", p.major, "bytes", size)
+			c, err := w.blobClient(p.major)
+			if err != nil {
+				return err
+			}
+			regs, err := w.startRegistries(ctx, fmt.Sprintf("blob-%d-%d", run, p.major))
+			if err != nil {
+				return err
+			}
+			targets := []blobTarget{
+				{"", w.registryAddr, regs.stx, true},
+				{"_upstream", w.upstreamAddr, regs.upstream, true},
+				{"_ceiling", ceilAddr, ceil, false},
+			}
+			for range run % len(targets) {
+				targets = append(targets[1:], targets[0])
+			}
+			err = os.Remove(filepath.Join(ceilDir, "blob"))
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				err = w.blobRun(ctx, rep, c, p.suffix, targets, file, layer.Digest, size)
+			}
+			regs.stop()
+			c.CloseIdleConnections()
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func (w *workspace) blobRun(ctx context.Context, rep *report, c *http.Client, targets []blobTarget, file, digest string, size int64) error {
+func (w *workspace) blobRun(ctx context.Context, rep *report, c *blobClient, proto string, targets []blobTarget, file, digest string, size int64) error {
 	gib := float64(size) / (1 << 30)
 	for _, op := range []string{"push", "pull"} {
 		rate, cpu := map[string]float64{}, map[string]float64{}
@@ -116,53 +132,61 @@ func (w *workspace) blobRun(ctx context.Context, rep *report, c *http.Client, ta
 					return err
 				}
 			}
-			c0, err := t.proc.cpuSeconds()
+			c0, err := t.proc.cpuClockSeconds()
 			if err != nil {
 				return err
 			}
 			t0 := time.Now()
 			if op == "push" {
-				err = blobPush(ctx, c, t, token, file, digest, size)
+				err = c.push(ctx, t, token, file, digest, size)
 			} else {
-				err = blobPull(ctx, c, t, token, digest, size)
+				err = c.pull(ctx, t, token, digest, size)
 			}
 			d := time.Since(t0)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", op, t.addr, err)
 			}
-			c1, err := t.proc.cpuSeconds()
+			c1, err := t.proc.cpuClockSeconds()
 			if err != nil {
 				return err
 			}
-			name := "blob_" + op + t.suffix
+			name := "blob_" + op + proto + t.suffix
 			rate[t.suffix], cpu[t.suffix] = mbps(size, d), (c1-c0)/gib
 			rep.add(name+"_rate", "MB/s", rate[t.suffix])
 			rep.add(name+"_cpu_per_gib", "s/GiB", cpu[t.suffix])
 		}
 		for _, ref := range []string{"ceiling", "upstream"} {
-			rep.add("blob_"+op+"_vs_"+ref+"_rate_ratio", "ratio", rate[""]/rate["_"+ref])
+			rep.add("blob_"+op+proto+"_vs_"+ref+"_rate_ratio", "ratio", rate[""]/rate["_"+ref])
 			if cpu["_"+ref] > 0 {
-				rep.add("blob_"+op+"_vs_"+ref+"_cpu_ratio", "ratio", cpu[""]/cpu["_"+ref])
+				rep.add("blob_"+op+proto+"_vs_"+ref+"_cpu_ratio", "ratio", cpu[""]/cpu["_"+ref])
 			}
 		}
 	}
 	return nil
 }
 
-// blobClient is an HTTPS client trusting only the demo CA, HTTP/1.1 with
-// keep-alive, with large socket buffers and no overall timeout (each
-// transfer has its own context).
-func (w *workspace) blobClient() (*http.Client, error) {
+// blobClient is an HTTPS client trusting only the demo CA, with keep-alive,
+// large socket buffers and no overall timeout (each transfer has its own
+// context), that speaks one HTTP version only.
+type blobClient struct {
+	*http.Client
+	major int // the ProtoMajor every answer must have
+}
+
+func (w *workspace) blobClient(major int) (*blobClient, error) {
 	cfg, err := tlsconf.ClientConfig(w.layout.CAFile())
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: &http.Transport{
+	// With its own TLSClientConfig a Transport speaks HTTP/1.1 unless told
+	// to try HTTP/2.
+	return &blobClient{major: major, Client: &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     cfg,
 		TLSHandshakeTimeout: requestTimeout,
 		WriteBufferSize:     blobClientBuffer,
 		ReadBufferSize:      blobClientBuffer,
-	}}, nil
+		ForceAttemptHTTP2:   major == 2,
+	}}}, nil
 }
 
 // blobToken gets a push and pull token for blobRepo. Both registries share
@@ -186,15 +210,15 @@ func (w *workspace) blobToken(ctx context.Context) (string, error) {
 	return tr.Token, nil
 }
 
-// blobPush uploads file: to a registry as POST then one monolithic PUT
+// push uploads file: to a registry as POST then one monolithic PUT
 // with the digest, to the ceiling as one PUT. Either must answer 201 with
 // the digest.
-func blobPush(ctx context.Context, c *http.Client, t blobTarget, token, file, digest string, size int64) error {
+func (c *blobClient) push(ctx context.Context, t blobTarget, token, file, digest string, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
 	defer cancel()
 	u := "https://" + t.addr + dataCeilingPath
 	if t.registry {
-		resp, err := blobDo(ctx, c, http.MethodPost, "https://"+t.addr+"/v2/"+blobRepo+"/blobs/uploads/", token, nil, 0, http.StatusAccepted)
+		resp, err := c.do(ctx, http.MethodPost, "https://"+t.addr+"/v2/"+blobRepo+"/blobs/uploads/", token, nil, 0, http.StatusAccepted)
 		if err != nil {
 			return err
 		}
@@ -212,7 +236,7 @@ func blobPush(ctx context.Context, c *http.Client, t blobTarget, token, file, di
 		return err
 	}
 	defer f.Close()
-	resp, err := blobDo(ctx, c, http.MethodPut, u, token, f, size, http.StatusCreated)
+	resp, err := c.do(ctx, http.MethodPut, u, token, f, size, http.StatusCreated)
 	if err != nil {
 		return err
 	}
@@ -222,9 +246,9 @@ func blobPush(ctx context.Context, c *http.Client, t blobTarget, token, file, di
 	return nil
 }
 
-// blobPull downloads the blob into io.Discard and checks its size; the
+// pull downloads the blob into io.Discard and checks its size; the
 // digest was checked by the server on the way in.
-func blobPull(ctx context.Context, c *http.Client, t blobTarget, token, digest string, size int64) error {
+func (c *blobClient) pull(ctx context.Context, t blobTarget, token, digest string, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
 	defer cancel()
 	u := "https://" + t.addr + dataCeilingPath
@@ -243,6 +267,9 @@ func blobPull(ctx context.Context, c *http.Client, t blobTarget, token, digest s
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET: status %d", resp.StatusCode)
 	}
+	if resp.ProtoMajor != c.major {
+		return fmt.Errorf("GET: answered over %s, want HTTP/%d", resp.Proto, c.major)
+	}
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil {
 		return err
@@ -253,9 +280,9 @@ func blobPull(ctx context.Context, c *http.Client, t blobTarget, token, digest s
 	return nil
 }
 
-// blobDo sends a request whose answer has no body worth reading and checks
-// its status.
-func blobDo(ctx context.Context, c *http.Client, method, u, token string, body io.Reader, size int64, want int) (*http.Response, error) {
+// do sends a request whose answer has no body worth reading and checks
+// its status and protocol.
+func (c *blobClient) do(ctx context.Context, method, u, token string, body io.Reader, size int64, want int) (*http.Response, error) {
 	req, err := blobRequest(ctx, method, u, token, body, size)
 	if err != nil {
 		return nil, err
@@ -268,6 +295,9 @@ func blobDo(ctx context.Context, c *http.Client, method, u, token string, body i
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		return nil, fmt.Errorf("%s %s: status %d, want %d", method, req.URL.Path, resp.StatusCode, want)
+	}
+	if resp.ProtoMajor != c.major {
+		return nil, fmt.Errorf("%s %s: answered over %s, want HTTP/%d", method, req.URL.Path, resp.Proto, c.major)
 	}
 	return resp, nil
 }
@@ -302,7 +332,7 @@ func blobSetup(s settings) string {
 	if s.quick {
 		quick = " (quick run: a smaller blob)"
 	}
-	return fmt.Sprintf("blob data path: one blob of %d MiB%s of random data, pushed (registries: POST, then one monolithic PUT with the digest) and pulled (GET into nothing, size checked) by one HTTP/1.1 client in this tool, the same for every target; each run on new storage roots, rotating which target goes first; CPU is the server's utime+stime from /proc around each transfer. The data ceiling is a process of this tool on the same shared/serve server, shared/tlsconf configuration and certificate that writes a PUT body to a new file on the same file system while hashing it with SHA-256, fsyncs and renames it, and streams that file back for a GET", blobBytes(s)>>20, quick)
+	return fmt.Sprintf("blob data path: one blob of %d MiB%s of random data, pushed (registries: POST, then one monolithic PUT with the digest) and pulled (GET into nothing, size checked) by a client in this tool, the same for every target, over HTTP/1.1 and again over HTTP/2 (names with _h2); each run and protocol on new storage roots, rotating which target goes first; CPU is the server process's user plus system time around each transfer, read from its CPU-time clock (clock_gettime with the PID's clock: nanoseconds, where /proc counts 10 ms ticks). The data ceiling is a process of this tool on the same shared/serve server, shared/tlsconf configuration and certificate that writes a PUT body to a new file on the same file system while hashing it with SHA-256, fsyncs and renames it, and streams that file back for a GET", blobBytes(s)>>20, quick)
 }
 
 // blobDescribe says what a blob metric is, for BENCHMARKS.md.
@@ -312,12 +342,16 @@ func blobDescribe(name string) (string, bool) {
 		return "", false
 	}
 	op, rest, _ := strings.Cut(rest, "_")
+	proto := "HTTP/1.1"
+	if r, ok := strings.CutPrefix(rest, "h2_"); ok {
+		proto, rest = "HTTP/2", r
+	}
 	if base, ok := strings.CutSuffix(rest, "_ratio"); ok {
 		ref, what, _ := strings.Cut(strings.TrimPrefix(base, "vs_"), "_")
 		if what == "cpu" {
-			return fmt.Sprintf("stx-registry %s CPU per GiB over %s's", op, ref), true
+			return fmt.Sprintf("stx-registry over %s, CPU per GiB, blob %s, %s", ref, op, proto), true
 		}
-		return fmt.Sprintf("stx-registry %s MB/s over %s's", op, ref), true
+		return fmt.Sprintf("stx-registry over %s, MB/s, blob %s, %s", ref, op, proto), true
 	}
 	who := "stx-registry"
 	for _, t := range []string{"upstream", "ceiling"} {
@@ -329,7 +363,23 @@ func blobDescribe(name string) (string, bool) {
 		who = "data ceiling"
 	}
 	if rest == "cpu_per_gib" {
-		return fmt.Sprintf("%s CPU seconds per GiB, blob %s", who, op), true
+		return fmt.Sprintf("%s CPU seconds per GiB, blob %s, %s", who, op, proto), true
 	}
-	return fmt.Sprintf("%s blob %s", who, op), true
+	return fmt.Sprintf("%s, blob %s, %s", who, op, proto), true
+}
+
+// cpuClockSeconds is the process's CPU time so far (user plus system, all
+// threads, the exited ones too) in nanoseconds' precision, read from its
+// CPU-time clock: clock_gettime(2) with the clock ID of the PID, which
+// Linux gives any process (see clock_getcpuclockid(3)). /proc/PID/stat
+// counts in 10 ms ticks, too coarse for one transfer of a small blob.
+func (p *proc) cpuClockSeconds() (float64, error) {
+	// The kernel's MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED).
+	const cpuClockSched = 2
+	clock := int64(^p.PID())<<3 | cpuClockSched
+	var ts syscall.Timespec
+	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, uintptr(clock), uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0, fmt.Errorf("%s: CPU clock of PID %d: %w", p.name, p.PID(), errno)
+	}
+	return float64(ts.Nano()) / 1e9, nil
 }
