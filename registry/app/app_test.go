@@ -40,12 +40,17 @@ type testRegistry struct {
 
 func newTestRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
 	t.Helper()
-	return serveTestRegistry(t, key, readOnly, (*httptest.Server).Start)
+	return serveTestRegistry(t, key, readOnly, (*httptest.Server).Start, NewHandler)
 }
 
-// serveTestRegistry is newTestRegistry with the server started by start:
-// plain HTTP or, for the benchmarks, (*httptest.Server).StartTLS.
-func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start func(*httptest.Server)) *testRegistry {
+// handlerFunc builds a registry handler: NewHandler, or for the benchmarks
+// distribution's handler alone.
+type handlerFunc func(context.Context, *config.Config, *tokenauth.Controller, *slog.Logger) (http.Handler, func(), error)
+
+// serveTestRegistry is newTestRegistry with the handler built by build and
+// the server started by start: plain HTTP or, for the benchmarks,
+// (*httptest.Server).StartTLS.
+func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start func(*httptest.Server), build handlerFunc) *testRegistry {
 	t.Helper()
 	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
@@ -64,7 +69,7 @@ func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, shutdown, err := NewHandler(t.Context(), cfg, tokens, logger)
+	h, shutdown, err := build(t.Context(), cfg, tokens, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
