@@ -22,7 +22,7 @@ import (
 //go:embed profile.md
 var profileNotes string
 
-// requiredRatios are the BENCH names issue 6 asks for by name.
+// requiredRatios are the BENCH names issues 6 and 15 ask for by name.
 var requiredRatios = []string{
 	"token_vs_ceiling_ratio",
 	"refresh_vs_ceiling_ratio",
@@ -35,6 +35,10 @@ var requiredRatios = []string{
 	"blob_push_vs_upstream_cpu_ratio",
 	"blob_pull_vs_ceiling_cpu_ratio",
 	"blob_pull_vs_upstream_cpu_ratio",
+	"blob_push_vs_ceiling_rate_ratio",
+	"blob_push_vs_upstream_rate_ratio",
+	"blob_pull_vs_ceiling_rate_ratio",
+	"blob_pull_vs_upstream_rate_ratio",
 }
 
 // metric is one measured quantity, one value per run.
