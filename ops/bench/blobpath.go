@@ -4,7 +4,7 @@ package main
 // plain HTTP requests (no skopeo), the same cheap client for every target,
 // through stx-registry, upstream's registry and the data ceiling
 // (dataceiling.go). For each: MB/s and the server's CPU seconds per GiB,
-// from /proc before and after the transfer.
+// read from its CPU-time clock before and after the transfer.
 
 import (
 	"context"
@@ -31,7 +31,7 @@ const (
 	blobTimeout = 3 * time.Minute
 	// blobRepo is the repository the blob is pushed to.
 	blobRepo = benchUser + "/blob"
-	// blobClientBuffer is the client's socket buffer for each direction, so
+	// blobClientBuffer is the client's HTTP/1.1 read and write buffer, so
 	// that the client costs little and the same for every target.
 	blobClientBuffer = 256 << 10
 )
@@ -55,9 +55,9 @@ type blobTarget struct {
 	registry bool
 }
 
-// blobProtocols are the HTTP versions the blob travels over: HTTP/1.1,
-// which most registry clients speak, and HTTP/2, which curl and Go clients
-// that enable it negotiate. All three servers offer both.
+// blobProtocols are the HTTP versions the blob travels over: HTTP/1.1, and
+// HTTP/2, which curl and Go clients that enable it negotiate. All three
+// servers offer both.
 var blobProtocols = []struct {
 	suffix string // of the metric names, after the operation
 	major  int    // the ProtoMajor every answer must have
@@ -321,8 +321,11 @@ func blobRequest(ctx context.Context, method, u, token string, body io.Reader, s
 // parseTokenReply is the token of a token server's reply.
 func parseTokenReply(body []byte) (tokenReply, error) {
 	var tr tokenReply
-	if err := json.Unmarshal(body, &tr); err != nil || tr.Token == "" {
-		return tr, errors.Join(errors.New("token reply without a token"), err)
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return tr, fmt.Errorf("token reply: %w", err)
+	}
+	if tr.Token == "" {
+		return tr, errors.New("token reply without a token")
 	}
 	return tr, nil
 }
