@@ -85,6 +85,7 @@ import (
 	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 	"stx-registry/token/server"
 )
 
@@ -264,6 +265,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		Auth:            auth,
 		Policy:          policy,
 		Issuer:          iss,
+		Reuse:           reuse.New(cfg.ReuseWindow()),
 		Services:        cfg.Services,
 		Log:             log,
 		Metrics:         m,
