@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./ops/bench [-quick] [-runs N] [-out BENCHMARKS.md] [-keep]
+//	go run ./ops/bench [-quick] [-runs N] [-out BENCHMARKS.md] [-keep] [-only STEP]
 //	bench ceiling -cert F -key F -addr IP:PORT -size N   (started by bench itself)
 //
 // It builds both daemons and upstream distribution's registry into a
@@ -43,6 +43,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -62,6 +63,7 @@ func main() {
 	runs := fs.Int("runs", 3, "runs per measurement (the median is reported), 1 to 9")
 	out := fs.String("out", "BENCHMARKS.md", "Markdown report `file` (\"\" for none)")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, configs) for inspection")
+	only := fs.String("only", "", "run only the step `STEP` (tokens, keystone, datapath or concurrency), e.g. while tuning; the report then lacks the other figures")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -71,7 +73,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, settingsFor(*quick, *runs), *out, *keep); err != nil {
+	s := settingsFor(*quick, *runs)
+	s.only = *only
+	if err := run(ctx, s, *out, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -84,6 +88,7 @@ const maxRuns = 9
 type settings struct {
 	quick bool
 	runs  int
+	only  string // the one step to run; "" for all
 
 	tokenCount   int           // requests per token load
 	tokenTime    time.Duration // bound on one token load
@@ -136,6 +141,19 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		testrig.RemoveDaemons()
 		os.RemoveAll(w.dir)
 	}()
+	type step struct {
+		key, name string
+		fn        func(context.Context, settings, *report) error
+	}
+	steps := []step{
+		{"tokens", "token issuance", w.benchTokens},
+		{"keystone", "keystone load", w.benchKeystone},
+		{"datapath", "registry data path", w.benchDataPath},
+		{"concurrency", "concurrency", w.benchConcurrency},
+	}
+	if s.only != "" && !slices.ContainsFunc(steps, func(st step) bool { return st.key == s.only }) {
+		return fmt.Errorf("-only %q: no such step, give tokens, keystone, datapath or concurrency", s.only)
+	}
 	rep := newReport(s)
 	if err := w.build(ctx); err != nil {
 		return err
@@ -143,18 +161,12 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 	if err := w.setup(ctx); err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context, settings, *report) error
-	}{
-		{"token issuance", w.benchTokens},
-		{"keystone load", w.benchKeystone},
-		{"registry data path", w.benchDataPath},
-		{"concurrency", w.benchConcurrency},
-	}
 	for _, st := range steps {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.only != "" && st.key != s.only {
+			continue
 		}
 		log.Info("bench step", "step", st.name)
 		t0 := time.Now()
@@ -170,7 +182,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 			return err
 		}
 	}
-	if missing := rep.missing(); len(missing) > 0 {
+	if missing := rep.missing(); len(missing) > 0 && s.only == "" {
 		return errors.New("no value for " + fmt.Sprint(missing))
 	}
 	return nil
