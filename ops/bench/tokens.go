@@ -210,8 +210,14 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		}
 		rep.add("token_newconn_vs_ceiling_ratio", "ratio", tn.rate()/cn.rate())
 
-		// The realistic mix, with reuse and without; the reuse cache
-		// starts empty in every run.
+		// The realistic mix, with reuse and without: every client's
+		// connection is opened first, then the reuse cache is emptied, so
+		// that each load starts with its 1000 signatures and no handshake.
+		for _, addr := range []string{w.tokenAddr, noReuseAddr} {
+			if err := burst(ctx, mixClients, w.mixLoad(keep, addr)).check("mix connections"); err != nil {
+				return err
+			}
+		}
 		if err := dropKept(ctx, w.token); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@
 package reuse
 
 import (
+	"cmp"
 	"container/list"
 	"slices"
 	"strconv"
@@ -66,15 +67,25 @@ type Key struct {
 }
 
 // String is the canonical form of k: lengths before the free-form fields,
-// the granted scopes sorted. Two keys are equal if and only if their
-// canonical forms are.
+// the granted accesses sorted by type and name (the policy grants each
+// resource once, with its actions in a fixed order). Two keys are equal if
+// and only if their canonical forms are.
 func (k Key) String() string {
-	scopes := make([]string, len(k.Granted))
-	for i, a := range k.Granted {
-		scopes[i] = a.String()
+	granted := k.Granted
+	if len(granted) > 1 {
+		granted = slices.SortedFunc(slices.Values(granted), func(a, b access.Access) int {
+			return cmp.Or(strings.Compare(a.Type, b.Type), strings.Compare(a.Name, b.Name))
+		})
 	}
-	slices.Sort(scopes)
+	n := len(k.Subject) + len(k.Audience) + 16
+	for _, a := range granted {
+		n += len(a.Type) + len(a.Name) + 3
+		for _, act := range a.Actions {
+			n += len(act) + 1
+		}
+	}
 	var b strings.Builder
+	b.Grow(n)
 	for _, s := range []string{k.Subject, k.Audience} {
 		b.WriteString(strconv.Itoa(len(s)))
 		b.WriteByte(':')
@@ -85,11 +96,22 @@ func (k Key) String() string {
 	} else {
 		b.WriteString("user")
 	}
-	for _, s := range scopes {
-		// A scope holds no space (the policy grants only names in the
-		// repository grammar), so the separator is unambiguous.
+	// A granted type, name or action holds no space, colon or comma (the
+	// policy grants only names in the repository grammar), so the
+	// separators are unambiguous.
+	for _, a := range granted {
 		b.WriteByte(' ')
-		b.WriteString(s)
+		b.WriteString(a.Type)
+		b.WriteByte(':')
+		b.WriteString(a.Name)
+		for i, act := range a.Actions {
+			if i == 0 {
+				b.WriteByte(':')
+			} else {
+				b.WriteByte(',')
+			}
+			b.WriteString(act)
+		}
 	}
 	return b.String()
 }
