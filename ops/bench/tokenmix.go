@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -109,5 +110,44 @@ func dropKept(ctx context.Context, p *proc) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
+}
+
+// measureFunc runs one load of workers clients against p and records its
+// rate and latencies as name; it returns the load and p's CPU seconds per
+// 1000 requests.
+type measureFunc func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error)
+
+// benchMix measures run's realistic mix with reuse (w.token) and without
+// (noReuse at noReuseAddr), over c.
+func (w *workspace) benchMix(ctx context.Context, rep *report, run int, c *http.Client, noReuse *proc, noReuseAddr string, measure measureFunc) error {
+	// The realistic mix, with reuse and without: every client's
+	// connection is opened first, then the reuse cache is emptied, so
+	// that each load starts with its 1000 signatures and no handshake.
+	for _, addr := range []string{w.tokenAddr, noReuseAddr} {
+		if err := burst(ctx, mixClients, w.mixLoad(c, addr)).check("mix connections"); err != nil {
+			return err
+		}
+	}
+	if err := dropKept(ctx, w.token); err != nil {
+		return err
+	}
+	// Which goes first alternates between runs, against drift.
+	mixes := []struct {
+		name, addr string
+		p          *proc
+	}{{"token_mix", w.tokenAddr, w.token}, {"token_mix_noreuse", noReuseAddr, noReuse}}
+	if run%2 == 1 {
+		slices.Reverse(mixes)
+	}
+	rates := map[string]float64{}
+	for _, m := range mixes {
+		r, _, err := measure(m.name, m.p, mixClients, w.mixLoad(c, m.addr))
+		if err != nil {
+			return err
+		}
+		rates[m.name] = r.rate()
+	}
+	rep.add("token_mix_vs_noreuse_ratio", "ratio", rates["token_mix"]/rates["token_mix_noreuse"])
 	return nil
 }

@@ -140,7 +140,7 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		return err
 	}
 	ceilURL := "https://" + ceilAddr + "/token/"
-	measureN := func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
+	var measureN measureFunc = func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
 		cpu0, err := p.cpuSeconds()
 		if err != nil {
 			return loadResult{}, 0, err
@@ -210,26 +210,9 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		}
 		rep.add("token_newconn_vs_ceiling_ratio", "ratio", tn.rate()/cn.rate())
 
-		// The realistic mix, with reuse and without: every client's
-		// connection is opened first, then the reuse cache is emptied, so
-		// that each load starts with its 1000 signatures and no handshake.
-		for _, addr := range []string{w.tokenAddr, noReuseAddr} {
-			if err := burst(ctx, mixClients, w.mixLoad(keep, addr)).check("mix connections"); err != nil {
-				return err
-			}
-		}
-		if err := dropKept(ctx, w.token); err != nil {
+		if err := w.benchMix(ctx, rep, i, keep, noReuse, noReuseAddr, measureN); err != nil {
 			return err
 		}
-		m, _, err := measureN("token_mix", w.token, mixClients, w.mixLoad(keep, w.tokenAddr))
-		if err != nil {
-			return err
-		}
-		mnr, _, err := measureN("token_mix_noreuse", noReuse, mixClients, w.mixLoad(keep, noReuseAddr))
-		if err != nil {
-			return err
-		}
-		rep.add("token_mix_vs_noreuse_ratio", "ratio", m.rate()/mnr.rate())
 	}
 	if rss, err = w.token.peakRSS(); err != nil {
 		return err
