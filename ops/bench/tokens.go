@@ -140,7 +140,7 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		return err
 	}
 	ceilURL := "https://" + ceilAddr + "/token/"
-	var measureN measureFunc = func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
+	measureN := func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
 		cpu0, err := p.cpuSeconds()
 		if err != nil {
 			return loadResult{}, 0, err
