@@ -13,7 +13,10 @@
 //   - token issuance (keep-alive, refresh grant, new TLS connection per
 //     request) against a ceiling: a process of this tool serving a fixed JSON
 //     body of a token reply's size through the same shared/serve server and
-//     shared/tlsconf configuration;
+//     shared/tlsconf configuration; with token reuse at its default, and
+//     without (a second token server with token_reuse_percent 0); and a
+//     realistic mix of 200 clients as 20 users pulling 50 repositories each,
+//     with reuse and without;
 //   - Keystone calls made for 1000 sequential, 64 concurrent cold and 300
 //     bad-password token requests, against a real Keystone
 //     (ops/test-keystone.sh);
