@@ -31,14 +31,25 @@ import (
 // testRegistry is the real handler chain around distribution's app, served
 // on loopback with a temporary storage root.
 type testRegistry struct {
-	t      *testing.T
-	srv    *httptest.Server
-	key    tokentest.Key
-	tokens *tokenauth.Controller
-	bundle string // token_certificate, a file of the test's own
+	t       testing.TB
+	srv     *httptest.Server
+	handler http.Handler // what srv serves: NewHandler's chain
+	key     tokentest.Key
+	tokens  *tokenauth.Controller
+	bundle  string // token_certificate, a file of the test's own
+	root    string // root_directory
 }
 
-func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegistry {
+func newTestRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
+	t.Helper()
+	r := newUnstartedRegistry(t, key, readOnly)
+	r.srv.Start()
+	return r
+}
+
+// newUnstartedRegistry is newTestRegistry with the server not started yet,
+// so that a test can set its timeouts.
+func newUnstartedRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
 	t.Helper()
 	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
@@ -61,12 +72,12 @@ func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegist
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		shutdown()
 	})
-	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens, bundle: cfg.TokenCertificate}
+	return &testRegistry{t: t, srv: srv, handler: h, key: key, tokens: tokens, bundle: cfg.TokenCertificate, root: cfg.RootDirectory}
 }
 
 // do sends a request with an optional bearer token.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	shared "stx-registry/shared/config"
+	"stx-registry/shared/listen"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
@@ -231,10 +232,7 @@ func pathList(dst *[]string) func(string) error {
 const maxKeystoneTimeout = 8 * time.Second
 
 // DefaultMetricsNetworks is loopback only.
-var DefaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
+var DefaultMetricsNetworks = listen.Loopback
 
 // builtinReserved are namespaces no user may own whatever the
 // configuration says: StarlingX mirrors upstream registries under their host
