@@ -11,17 +11,24 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
-// Not new dependencies: distribution already links them all. Named here
-// because our code touches them at distribution's seams.
+// Not new dependencies: distribution already links all of them. Named
+// here because our code touches them at distribution's seams, or our tests
+// check our output with them.
 require (
-	// The referrers API (registry/referrers) checks repository names with
+	// The front door and the referrers API check repository names with
 	// distribution's grammar.
 	github.com/distribution/reference v0.6.0
 	// Tests only: distribution's token verifier takes go-jose algorithm types.
 	github.com/go-jose/go-jose/v4 v4.1.4
-	// The referrers API parses digests and writes OCI image indexes.
+	// The front door matches requests with distribution's own routes.
+	github.com/gorilla/mux v1.8.1
+	// The front door and the referrers API parse digests as distribution
+	// does.
 	github.com/opencontainers/go-digest v1.0.0
+	// The referrers API writes OCI image indexes.
 	github.com/opencontainers/image-spec v1.1.1
+	// Tests only: Prometheus' own text parser checks the registry's /metrics.
+	github.com/prometheus/common v0.67.5
 	// stx-registry sets the level and format of distribution's own logger.
 	github.com/sirupsen/logrus v1.10.2
 )
@@ -44,7 +51,6 @@ require (
 	github.com/goccy/go-yaml v1.18.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/handlers v1.5.2 // indirect
-	github.com/gorilla/mux v1.8.1 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/hashicorp/golang-lru/arc/v2 v2.0.5 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.5 // indirect
@@ -59,7 +65,6 @@ require (
 	github.com/opencontainers/distribution-spec/specs-go v0.0.0-20240926185104-8376368dd8aa // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.20.1 // indirect
 	github.com/redis/go-redis/extra/rediscmd/v9 v9.0.5 // indirect

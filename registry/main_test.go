@@ -59,7 +59,7 @@ func TestCommandLine(t *testing.T) {
 // is tested in package referrers.
 func TestReferrersRebuildCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if got := rebuildMain([]string{"-h"}, &stdout, &stderr); got != exitOK || !strings.HasPrefix(stdout.String(), rebuildUsage) {
+	if got := rebuildMain([]string{"-h"}, &stdout, &stderr); got != exitOK || !strings.HasPrefix(stdout.String(), "usage: stx-registry "+rebuildSynopsis) {
 		t.Errorf("-h: status %d, stdout %q", got, stdout.String())
 	}
 	stdout.Reset()

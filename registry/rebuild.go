@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,12 +11,11 @@ import (
 
 	"stx-registry/registry/config"
 	"stx-registry/registry/referrers"
-	"stx-registry/registry/storageroot"
 	"stx-registry/shared/logging"
 )
 
-// rebuildUsage is the synopsis of the referrers-rebuild subcommand.
-const rebuildUsage = "usage: stx-registry referrers-rebuild [-f file]"
+// rebuildSynopsis is the referrers-rebuild subcommand's usage.
+const rebuildSynopsis = "referrers-rebuild [-f file]"
 
 // rebuildMain is "stx-registry referrers-rebuild [-f CONFIG]": it makes the
 // referrer records under root_directory match the manifests (see
@@ -28,33 +26,15 @@ func rebuildMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stx-registry referrers-rebuild", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configFile := fs.String("f", config.DefaultFile, "configuration `file`")
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, rebuildUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+	if code, ok := parseSub(fs, args, rebuildSynopsis, stdout, stderr); !ok {
+		return code
 	}
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		usage(stdout)
-		return exitOK
-	}
-	if err == nil && fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "stx-registry: %v\n", err)
-		usage(stderr)
-		return exitUsage
-	}
-	cfg, err := config.Load(*configFile)
+	cfg, err := loadRoot(*configFile)
 	if err != nil {
 		return fail(stderr, err)
 	}
 	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
-		return fail(stderr, err)
-	}
-	if err := storageroot.Check(cfg.RootDirectory, cfg.RequireMount); err != nil {
 		return fail(stderr, err)
 	}
 	store, err := referrers.Open(cfg.RootDirectory)

@@ -203,7 +203,8 @@ func TestRegistryBadInput(t *testing.T) {
 		{"finish an upload without a digest", http.MethodPut, startUpload(t, e, tok), tok, "abc", octets},
 		{"finish an upload with a tampered state", http.MethodPut, tamper(startUpload(t, e, tok)) + "digest=" + testrig.Digest([]byte("abc")), tok, "abc", octets},
 		{"unknown upload", http.MethodPatch, "/v2/user1/junk/blobs/uploads/not-an-upload", tok, "abc", http.Header{"Content-Type": {"application/octet-stream"}}},
-		{"referrers (not implemented)", http.MethodGet, "/v2/user1/junk/referrers/" + im.Manifest.Digest, tok, "", nil},
+		{"referrers of a sha512 subject", http.MethodGet, "/v2/user1/junk/referrers/sha512:" + strings.Repeat("0", 128), tok, "", nil},
+		{"referrers with a bad page size", http.MethodGet, "/v2/user1/junk/referrers/" + im.Manifest.Digest + "?n=-5", tok, "", nil},
 		{"tags list with bad n", http.MethodGet, "/v2/user1/junk/tags/list?n=-5", tok, "", nil},
 		{"catalog without a catalog grant", http.MethodGet, "/v2/_catalog?n=abc", tok, "", nil},
 	}
