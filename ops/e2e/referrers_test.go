@@ -63,7 +63,9 @@ type conformanceRun struct {
 }
 
 // conformanceRuns are the two runs make test does: the spec's 1.1 features
-// off, and on with sha512 off (distribution's storage is sha256 only).
+// (the referrers API, subjects, sha512) off, and on with sha512 off
+// (distribution's storage is sha256 only). Non-distributable layers, a 1.0
+// feature deprecated in 1.1, are tested in both.
 var conformanceRuns = []conformanceRun{
 	{"1.1-off", "user1/oci-v10", []string{
 		"OCI_API_REFERRER=false",
@@ -71,24 +73,11 @@ var conformanceRuns = []conformanceRun{
 		"OCI_DATA_SUBJECT=false",
 		"OCI_DATA_SUBJECT_MISSING=false",
 		"OCI_DATA_SUBJECT_LIST=false",
-		"OCI_DATA_NONDISTRIBUTABLE=false",
 	}},
 	{"1.1-on-sha512-off", "user1/oci-v11", []string{
 		"OCI_API_REFERRER=true",
 		"OCI_DATA_SHA512=false",
 	}},
-}
-
-// awaitingFrontDoor are the conformance tests that fail until the front
-// door lands: distribution answers a manifest with non-distributable
-// layers (deprecated in image-spec 1.1) with a 500. A failure among them
-// is logged, not counted; once they pass, empty this list.
-var awaitingFrontDoor = []string{
-	"OCI Conformance Test/non-distributable-layers/",
-}
-
-func awaitsFrontDoor(name string) bool {
-	return slices.ContainsFunc(awaitingFrontDoor, func(p string) bool { return strings.Contains(name, p) })
 }
 
 // TestOCIConformance runs the OCI distribution-spec conformance suite
@@ -124,21 +113,7 @@ func TestOCIConformance(t *testing.T) {
 			}
 			passed, failed := junitCounts(t, filepath.Join(results, "junit.xml"))
 			t.Logf("conformance %s: %d passed, %d failed", run.name, passed, len(failed))
-			var awaiting []string
-			failed = slices.DeleteFunc(failed, func(name string) bool {
-				if awaitsFrontDoor(name) {
-					awaiting = append(awaiting, name)
-					return true
-				}
-				return false
-			})
-			if len(awaiting) == 0 && len(awaitingFrontDoor) > 0 && run.name == conformanceRuns[len(conformanceRuns)-1].name {
-				t.Logf("conformance %s: no failure awaits the front door any more: empty awaitingFrontDoor", run.name)
-			}
-			if len(awaiting) > 0 {
-				t.Logf("conformance %s: %d failures awaiting the front door:\n  %s", run.name, len(awaiting), strings.Join(awaiting, "\n  "))
-			}
-			if len(failed) > 0 || (err != nil && len(awaiting) == 0) {
+			if err != nil || len(failed) > 0 {
 				t.Errorf("conformance %s: %v; failed tests:\n  %s\n%s", run.name, err,
 					strings.Join(failed, "\n  "), tail(out.String(), 4000))
 			}
