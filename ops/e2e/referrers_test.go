@@ -356,3 +356,52 @@ func TestReferrersKillAndRebuild(t *testing.T) {
 		t.Errorf("after referrers-rebuild: %v, want %v", got, want)
 	}
 }
+
+// TestReferrersGC runs stx-registry gc -delete-untagged over referrers: an
+// untagged signature of a tagged image is kept and still listed; a
+// signature whose subject is gone is collected and no longer listed, and
+// referrers-rebuild then removes its stale record.
+func TestReferrersGC(t *testing.T) {
+	e := gcEnv(t, nil, []string{"gc_grace"}, "gc_grace 1s")
+	h := newClientHome(t)
+	live, gone := newImage(t, "v1"), newImage(t, "v1")
+	e.mustPush(t, h, "user1", live, "user1/gcref:live")
+	e.mustPush(t, h, "user1", gone, "user1/gcref:gone")
+	writeFile(t, filepath.Join(h.dir, "sig.bin"), []byte("signature"))
+	for _, tag := range []string{"live", "gone"} {
+		if r := e.oras(t, h, "user1", "attach", "--artifact-type", "application/vnd.example.sig", e.registryAddr+"/user1/gcref:"+tag, "sig.bin"); r.err != nil {
+			t.Fatalf("oras attach: %v\n%s", r.err, r.output)
+		}
+	}
+	tok := e.tokenFor(t, "user1", "repository:user1/gcref:pull,delete")
+	list := func(subject string) int {
+		r := e.api(t, http.MethodGet, "/v2/user1/gcref/referrers/"+subject, tok, nil, nil)
+		var idx struct{ Manifests []referrer }
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &idx) != nil {
+			t.Fatalf("listing %s: status %d %s", subject, r.status, r.body)
+		}
+		return len(idx.Manifests)
+	}
+	if list(live.Manifest.Digest) != 1 || list(gone.Manifest.Digest) != 1 {
+		t.Fatal("attached signatures not listed")
+	}
+	if r := e.api(t, http.MethodDelete, "/v2/user1/gcref/manifests/"+gone.Manifest.Digest, tok, nil, nil); r.status != http.StatusAccepted {
+		t.Fatalf("delete the subject: status %d %s", r.status, r.body)
+	}
+	time.Sleep(1100 * time.Millisecond) // past gc_grace
+	if r := e.runGC(0, "-delete-untagged"); r.err != nil {
+		t.Fatalf("gc: %v\n%s", r.err, r.output)
+	}
+	if n := list(live.Manifest.Digest); n != 1 {
+		t.Errorf("untagged signature of a live image: %d listed after gc, want 1", n)
+	}
+	if n := list(gone.Manifest.Digest); n != 0 {
+		t.Errorf("signature of a deleted image: %d listed after gc, want 0", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin.Registry, "referrers-rebuild", "-f", e.registryConf()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed 1\n") {
+		t.Errorf("referrers-rebuild after gc: %v\n%s", err, out)
+	}
+}
