@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -63,4 +64,31 @@ func TestHandlerRouting(t *testing.T) {
 	if w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "broken") || passed != 4 {
 		t.Errorf("broken controller: status %d %q", w.Code, w.Body.String())
 	}
+}
+
+// FuzzParseList checks the listing's parser of the subject and the query:
+// it never panics, and what it accepts is a sha256 subject and a page size
+// within the bound.
+func FuzzParseList(f *testing.F) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	for _, seed := range [][2]string{
+		{d, ""}, {d, "n=10&last=" + d}, {d, "artifactType=application%2Fspdx%2Bjson"},
+		{"sha512:" + strings.Repeat("0", 128), ""}, {d, "n=-1"}, {d, "n=99999999999999999999"},
+		{d, "last=sha256:zz"}, {"latest", ""}, {d, "n=0"}, {d, "%zz"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, ref, rawQuery string) {
+		v, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return // net/http hands a bad query to the handler as parsed as it can
+		}
+		subject, q, err := parseList(ref, v)
+		if err != nil {
+			return
+		}
+		if !supported(subject) || q.Limit < 1 || q.Limit > MaxPageEntries || (q.After != "" && !supported(q.After)) {
+			t.Errorf("parseList(%q, %q) = %q, %+v", ref, rawQuery, subject, q)
+		}
+	})
 }
