@@ -51,7 +51,8 @@ type PolicyConfig struct {
 //
 //   - admins get everything requested on valid repositories, and the catalog;
 //   - user U gets pull, push and delete on U/… unless U is reserved (public
-//     namespaces are reserved too) or is not a valid path component;
+//     namespaces, and the first component of every public repository, are
+//     reserved too) or is not a valid path component;
 //   - every user gets pull on public namespaces and public repositories;
 //   - anything else, including names outside distribution's repository
 //     grammar and other resource types, is dropped.
@@ -59,7 +60,7 @@ type Policy struct {
 	admins             map[string]bool
 	publicNamespaces   map[string]bool
 	publicRepositories map[string]bool
-	reserved           map[string]bool // reserved_namespace and public_namespace
+	reserved           map[string]bool // reserved_namespace, public_namespace, public_repository's first component
 }
 
 // NewPolicy checks c and builds the policy.
@@ -89,6 +90,10 @@ func NewPolicy(c PolicyConfig) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", Echo(r), "library/busybox"))
 		}
 		p.publicRepositories[r] = true
+		// The user named like the first component would otherwise own
+		// the image every user pulls.
+		ns, _, _ := strings.Cut(r, "/")
+		p.reserved[ns] = true
 	}
 	for _, ns := range c.ReservedNamespaces {
 		if !ValidComponent(ns) {

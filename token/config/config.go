@@ -136,7 +136,7 @@ type Config struct {
 	// NAME/…. Default "public".
 	PublicNamespaces []string
 	// public_repository NAME (repeatable): exact repositories every
-	// authenticated user may pull.
+	// authenticated user may pull; their first component is reserved.
 	PublicRepositories []string
 	// reserved_namespace NAME (repeatable): namespaces only admins own, in
 	// addition to builtinReserved and the public namespaces.
