@@ -153,7 +153,7 @@ func (c *Config) keywords() []shared.Keyword {
 		{Name: "keystone_url", Set: shared.String(&c.KeystoneURL)},
 		{Name: "keystone_user_domain", Set: shared.String(&c.KeystoneUserDomain)},
 		{Name: "keystone_ca", Set: shared.Path(&c.KeystoneCA)},
-		{Name: "keystone_timeout", Set: shared.Duration(&c.KeystoneTimeout, time.Second, maxKeystoneTimeout)},
+		{Name: "keystone_timeout", Set: shared.Duration(&c.KeystoneTimeout, MinKeystoneTimeout, MaxKeystoneTimeout)},
 		{Name: "admin_role", Set: shared.String(&c.AdminRole)},
 		{Name: "admin_project", Set: shared.String(&c.AdminProject)},
 		{Name: "users_file", Set: shared.Path(&c.UsersFile)},
@@ -211,9 +211,14 @@ func pathList(dst *[]string) func(string) error {
 	}
 }
 
-// maxKeystoneTimeout leaves 2 s of serve.APITimeouts.Write (10 s) for
-// answering after a Keystone that hangs.
-const maxKeystoneTimeout = 8 * time.Second
+// MinKeystoneTimeout, MaxKeystoneTimeout and DefaultKeystoneTimeout bound
+// keystone_timeout. The maximum leaves 2 s of serve.APITimeouts.Write
+// (10 s) for answering after a Keystone that hangs.
+const (
+	MinKeystoneTimeout     = time.Second
+	MaxKeystoneTimeout     = 8 * time.Second
+	DefaultKeystoneTimeout = 5 * time.Second
+)
 
 // DefaultMetricsNetworks is loopback only.
 var DefaultMetricsNetworks = []netip.Prefix{
@@ -253,7 +258,7 @@ func Load(path string) (*Config, error) {
 		AuthBackend:        "users",
 		CacheTTL:           authn.DefaultCacheTTL,
 		KeystoneUserDomain: "Default",
-		KeystoneTimeout:    5 * time.Second,
+		KeystoneTimeout:    DefaultKeystoneTimeout,
 		CacheSize:          authn.DefaultCacheSize,
 
 		BackoffFree:             authn.DefaultBackoffFree,
