@@ -21,7 +21,7 @@ func TestRevokeCommand(t *testing.T) {
 	state := fixture.StateDir(t)
 	conf := fixture.KeyConfig(dir, "state_directory "+state+"\n", key)
 	clock := fixture.NewClock()
-	store, err := refresh.NewFileStore(state, 10, slog.New(slog.DiscardHandler))
+	store, err := refresh.NewFileStore(state, refresh.Limits{Max: 10, UserMax: 10, ClientMax: 10}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -256,7 +256,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	}, m)
 	var store refresh.Store
 	if cfg.StateDirectory != "" {
-		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
+		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshLimits(), log); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -109,6 +109,13 @@ type Config struct {
 	// Default 100000. Beyond it a login gets no refresh token (logged as a
 	// warning); expired entries are purged first.
 	RefreshTokenMax int
+	// refresh_token_user_max N: one user's live refresh tokens, 1 to
+	// 1000000, default 100; refresh_token_client_max N: one user's from one
+	// client_id, 1 to 1000000, default 20. The smallest bound that applies
+	// wins.
+	// A login beyond either drops that user's oldest token (of that
+	// client first), so one user's login loop never crowds out another's.
+	RefreshTokenUserMax, RefreshTokenClientMax int
 	// keystone_service_user NAME, keystone_service_password_file PATH,
 	// keystone_service_project NAME: the Keystone account that re-checks,
 	// on refresh grants, that a refresh token's user still exists and is
@@ -166,6 +173,8 @@ func (c *Config) keywords() []shared.Keyword {
 		{Name: "state_directory", Set: shared.Path(&c.StateDirectory)},
 		{Name: "refresh_token_ttl", Set: shared.Duration(&c.RefreshTokenTTL, refresh.MinRefreshTokenTTL, refresh.MaxRefreshTokenTTL)},
 		{Name: "refresh_token_max", Set: shared.Int(&c.RefreshTokenMax, 1, refresh.MaxRefreshTokenMax)},
+		{Name: "refresh_token_user_max", Set: shared.Int(&c.RefreshTokenUserMax, 1, refresh.MaxRefreshTokenMax)},
+		{Name: "refresh_token_client_max", Set: shared.Int(&c.RefreshTokenClientMax, 1, refresh.MaxRefreshTokenMax)},
 		{Name: "keystone_service_user", Set: shared.String(&c.KeystoneServiceUser)},
 		{Name: "keystone_service_password_file", Set: shared.Path(&c.KeystoneServicePasswordFile)},
 		{Name: "keystone_service_project", Set: shared.String(&c.KeystoneServiceProject)},
@@ -235,6 +244,11 @@ var builtinReserved = []string{
 	"ghcr.io", "icr.io", "registry.local",
 }
 
+// RefreshLimits returns the refresh store's limits.
+func (c *Config) RefreshLimits() refresh.Limits {
+	return refresh.Limits{Max: c.RefreshTokenMax, UserMax: c.RefreshTokenUserMax, ClientMax: c.RefreshTokenClientMax}
+}
+
 // BackoffConfig is the Backoff configuration; the lockout cap applies to
 // Keystone only.
 func (c *Config) BackoffConfig() authn.BackoffConfig {
@@ -267,6 +281,8 @@ func Load(path string) (*Config, error) {
 		KeystoneLockoutWindow:   authn.DefaultLockoutWindow,
 
 		RefreshTokenMax:         refresh.DefaultRefreshTokenMax,
+		RefreshTokenUserMax:     refresh.DefaultUserMax,
+		RefreshTokenClientMax:   refresh.DefaultClientMax,
 		KeystoneServiceDomain:   "Default",
 		KeystoneRecheckInterval: 15 * time.Minute,
 		// RefreshTokenTTL's default depends on the backend: see below.

@@ -37,20 +37,22 @@ func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
 	return nil
 }
 
-// issueRefresh stores a refresh token for id at service and returns it with
-// its log id, or "" when refresh tokens are off or the store fails: the
-// login still succeeds, the client just logs in again later.
-func (s *Server) issueRefresh(id access.Identity, service string, now time.Time) (token, logID string) {
+// issueRefresh stores a refresh token for id at service, from client (the
+// request's client_id), and returns it with its log id, or "" when refresh
+// tokens are off or the store fails: the login still succeeds, the client
+// just logs in again later.
+func (s *Server) issueRefresh(id access.Identity, service, client string, now time.Time) (token, logID string) {
 	if s.refresh == nil {
 		return "", ""
 	}
 	tok, err := s.refresh.Issue(refresh.Entry{
-		Subject: id.Name,
-		Admin:   id.Admin,
-		Service: service,
-		Created: now,
-		Expires: now.Add(s.refreshTTL),
-		Checked: now,
+		Subject:  id.Name,
+		ClientID: client,
+		Admin:    id.Admin,
+		Service:  service,
+		Created:  now,
+		Expires:  now.Add(s.refreshTTL),
+		Checked:  now,
 	})
 	switch {
 	case errors.Is(err, refresh.ErrStoreFull):

@@ -272,7 +272,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	var refresh string
 	if req.offline {
-		refresh, rec.refreshID = s.issueRefresh(id, req.service, start)
+		refresh, rec.refreshID = s.issueRefresh(id, req.service, req.clientID, start)
 	}
 	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
 	s.finish(rec)
