@@ -31,10 +31,14 @@ const (
 )
 
 // Identity is who the token is for. Admin may be set by a backend (a
-// Keystone role with admin_role); admin_user names are admins too.
+// Keystone role with admin_role); admin_user names are admins too. ID is
+// the backend's own ID for the user, which a name reused by a new user does
+// not share (Keystone's user id); "" for the users file. The policy uses
+// only Name and Admin; refresh tokens are bound to ID.
 type Identity struct {
 	Name  string
 	Admin bool
+	ID    string
 }
 
 // PolicyConfig is the policy part of the configuration; each field is the

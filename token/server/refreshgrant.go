@@ -16,9 +16,13 @@ import (
 	"stx-registry/token/refresh"
 )
 
-// errRefreshUserGone is the audit reason when the re-check found the user
-// gone or disabled.
-var errRefreshUserGone = errors.New("refresh token's user no longer exists or is disabled; their refresh tokens were revoked")
+// errRefreshUserGone and errRefreshUserReplaced are the audit reasons when
+// the re-check found the user gone or disabled, or the name now held by
+// another user (or the token not bound to a user ID).
+var (
+	errRefreshUserGone     = errors.New("refresh token's user no longer exists or is disabled; their refresh tokens were revoked")
+	errRefreshUserReplaced = errors.New("refresh token's user name now belongs to another user, or the token predates binding to the user ID; the token was revoked")
+)
 
 // parseRefresh reads the rest of a refresh grant's form.
 func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
@@ -47,6 +51,7 @@ func (s *Server) issueRefresh(id access.Identity, service, client string, now ti
 	}
 	tok, err := s.refresh.Issue(refresh.Entry{
 		Subject:  id.Name,
+		UserID:   id.ID,
 		ClientID: client,
 		Admin:    id.Admin,
 		Service:  service,
@@ -86,7 +91,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		return
 	}
 	if err := s.recheckUser(r.Context(), req.refresh, e, start); err != nil {
-		if errors.Is(err, errRefreshUserGone) {
+		if errors.Is(err, errRefreshUserGone) || errors.Is(err, errRefreshUserReplaced) {
 			deny(http.StatusUnauthorized, "invalid_grant", "refresh token is unknown, expired, revoked or for another service: log in again", err.Error())
 			return
 		}
@@ -95,7 +100,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		return
 	}
 
-	id := access.Identity{Name: e.Subject, Admin: e.Admin}
+	id := access.Identity{Name: e.Subject, Admin: e.Admin, ID: e.UserID}
 	granted := s.policy.Grant(id, req.scopes)
 	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
 	if err != nil {
@@ -115,10 +120,12 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	})
 }
 
-// recheckUser asks the backend whether e's user may still log in, when the
-// last check is at least s.recheck old. A user found gone has all their
-// refresh tokens revoked. While the backend cannot answer, the refresh is
-// allowed if the last good check is within 2×s.recheck.
+// recheckUser asks the backend whether e's user may still log in, and is
+// still the user e was issued to, when the last check is at least s.recheck
+// old. A user found gone has all their refresh tokens revoked; a token whose
+// user name now belongs to another user is revoked alone. While the backend
+// cannot answer, the refresh is allowed if the last good check is within
+// 2×s.recheck.
 func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry, now time.Time) error {
 	if s.users == nil {
 		return nil
@@ -127,7 +134,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 	if s.recheck > 0 && age < s.recheck {
 		return nil
 	}
-	err := s.users.CheckUser(ctx, e.Subject)
+	err := s.users.CheckUser(ctx, e.Subject, e.UserID)
 	switch {
 	case err == nil:
 		if s.recheck > 0 {
@@ -144,6 +151,14 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 			s.log.Info("refresh tokens revoked: the user no longer exists or is disabled", "subject", e.Subject, "revoked", n)
 		}
 		return errRefreshUserGone
+	case errors.Is(err, authn.ErrUserReplaced):
+		if rerr := s.refresh.Revoke(token); rerr != nil && !errors.Is(rerr, refresh.ErrUnknown) {
+			s.log.Error("refresh: revoking a refresh token of a replaced user failed", "subject", e.Subject, "refresh_id", e.ID, "err", rerr)
+		} else {
+			s.log.Info("refresh token revoked: its user name now belongs to another user, or it predates binding to the user ID",
+				"subject", e.Subject, "refresh_id", e.ID, "err", err)
+		}
+		return errRefreshUserReplaced
 	case age <= 2*s.recheck:
 		s.log.Warn("refresh: cannot re-check the user, allowed within 2×keystone_recheck_interval of the last check",
 			"subject", e.Subject, "last_check", e.Checked.UTC().Format(time.RFC3339), "err", err)
