@@ -14,7 +14,8 @@ require (
 // Not new dependencies: distribution already links both. Named here because
 // our code touches them at distribution's seams.
 require (
-	// Tests only: distribution's token verifier takes go-jose algorithm types.
+	// The registry reads a token header's jwk with it, as distribution's verifier
+	// does (registry/tokenauth); tests build tokens with it.
 	github.com/go-jose/go-jose/v4 v4.1.4
 	// stx-registry sets the level and format of distribution's own logger.
 	github.com/sirupsen/logrus v1.10.2

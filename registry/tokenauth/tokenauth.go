@@ -6,8 +6,9 @@
 // registry. The bundle is read with shared/jws, so only the algorithms of
 // its keys are accepted and a key the token server refuses is refused here
 // too. Distribution reads its keys once, when its controller is built;
-// this package only decides when to build a new one. No JWT is parsed or
-// verified here.
+// this package only decides when to build a new one. No JWT is verified
+// here; only the header's x5c and jwk are read, to refuse a key that is not
+// exactly one of the bundle's (keyheader.go).
 package tokenauth
 
 import (
@@ -57,6 +58,7 @@ func controllerFromOptions(options map[string]any) (auth.AccessController, error
 // safe for concurrent use.
 type Controller struct {
 	keys *files.Watched[*tokenKeys]
+	log  *slog.Logger
 }
 
 // tokenKeys is one built verifier and what it was built from.
@@ -96,7 +98,7 @@ func New(c *config.Config, logger *slog.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Controller{keys: keys}, nil
+	return &Controller{keys: keys, log: logger}, nil
 }
 
 // load reads the bundle and builds distribution's verifier from it. The
@@ -119,10 +121,15 @@ func load(path string, base map[string]any) (*tokenKeys, error) {
 }
 
 // Authorized checks the request's bearer token with the current verifier,
-// after looking for a changed bundle at most once per files.CheckInterval.
-// Challenges and errors are distribution's own.
+// after looking for a changed bundle at most once per files.CheckInterval,
+// and after refusing a token that names a key outside the bundle
+// (keyheader.go). Challenges and errors are distribution's own.
 func (tc *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
-	return tc.keys.Get().inner.Authorized(r, access...)
+	k := tc.keys.Get()
+	if err := checkKeyHeader(r, k.bundle.Certs); err != nil {
+		return refuse(k.inner, r, access, tc.log, err)
+	}
+	return k.inner.Authorized(r, access...)
 }
 
 // Algorithms returns the signing algorithms currently accepted.
