@@ -14,6 +14,9 @@
 //     request) against a ceiling: a process of this tool serving a fixed JSON
 //     body of a token reply's size through the same shared/serve server and
 //     shared/tlsconf configuration;
+//   - the refresh token store at 1k and 100k entries: an offline login (an
+//     add) and a refresh grant (a lookup), also while another user loops
+//     logins, against a cached GET token through the same server;
 //   - Keystone calls made for 1000 sequential, 64 concurrent cold and 300
 //     bad-password token requests, against a real Keystone
 //     (ops/test-keystone.sh);
@@ -148,6 +151,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		fn   func(context.Context, settings, *report) error
 	}{
 		{"token issuance", w.benchTokens},
+		{"refresh token store", w.benchRefreshStore},
 		{"keystone load", w.benchKeystone},
 		{"registry data path", w.benchDataPath},
 		{"concurrency", w.benchConcurrency},
