@@ -470,7 +470,10 @@ func (s *FileStore) Issue(e Entry) (string, error) {
 		if len(idx.entries)-len(drop) >= s.lim.Max {
 			return nil, false, ErrStoreFull
 		}
-		return append(drop, add), false, nil
+		// The new token first: a crash between the lines leaves an
+		// unacknowledged token nobody holds, never a dropped one without
+		// its replacement.
+		return append([]record{add}, drop...), false, nil
 	})
 	if err != nil {
 		return "", err
