@@ -42,11 +42,14 @@
 // or access_type=offline in a POST) also gets a refresh_token, which later
 // POSTs exchange (grant_type=refresh_token) for access tokens; the same
 // refresh token is returned every time. A refresh token is 256 random bits,
-// bound to its user and service, valid for refresh_token_ttl; only its
-// SHA-256 is kept, in state_directory/refresh-tokens, which a failover
-// partner reads from the same (DRBD) file system. Each refresh re-checks
-// the user: in the users file on every refresh, in Keystone every
-// keystone_recheck_interval when keystone_service_user is set. "revoke"
+// bound to its user (and Keystone user ID) and service, valid for
+// refresh_token_ttl; only its SHA-256 is kept, in an append-only log
+// state_directory/refresh-tokens, fsynced before the reply, which a
+// failover partner reads from the same (DRBD) file system. Each user keeps
+// at most refresh_token_user_max live refresh tokens, refresh_token_client_max
+// per client_id, the oldest dropped. Each refresh re-checks the user: in the
+// users file on every refresh, in Keystone every keystone_recheck_interval
+// when keystone_service_user is set. "revoke"
 // deletes a user's (or all) refresh tokens while the daemon runs; the next
 // refresh is refused.
 //
