@@ -212,3 +212,39 @@ func TestRefreshStoreTornLine(t *testing.T) {
 		t.Errorf("the rewritten file is still reported: %s", logs2)
 	}
 }
+
+// TestRefreshStoreTooLarge: a file beyond its bound is read up to the bound
+// and reported; lookups do not read it again and again, and the next write
+// saves it and rewrites it.
+func TestRefreshStoreTooLarge(t *testing.T) {
+	clock := fixture.NewClock()
+	now := clock.Now()
+	dir := fixture.StateDir(t)
+	toks := seedFile(t, dir, 1, now)
+	path := filepath.Join(dir, refreshFileName)
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(bytes.Repeat([]byte("junk line\n"), 60000)) // past (2×1+257)×2 KiB
+	f.Close()
+	s, logs := newStore(t, dir, 1, clock)
+	if !strings.Contains(logs.String(), "too_large=true") {
+		t.Fatalf("not reported: %s", logs)
+	}
+	parsed := s.parsed.Load()
+	for range 10 {
+		if _, err := s.Lookup(toks[0], "svc", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.parsed.Load() - parsed; n != 0 {
+		t.Errorf("10 lookups parsed %d lines of the oversized file", n)
+	}
+	if err := s.Revoke(toks[0]); err != nil {
+		t.Fatal(err)
+	}
+	if saved, _ := filepath.Glob(path + ".corrupt-*"); len(saved) != 1 {
+		t.Errorf("saved copies %v, want one", saved)
+	}
+	if fi, _ := os.Stat(path); fi.Size() > int64(len(refreshHeader))+1 {
+		t.Errorf("rewritten file has %d bytes, want only the header", fi.Size())
+	}
+}

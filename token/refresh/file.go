@@ -196,8 +196,9 @@ func (s *FileStore) catchUp(locked bool) error {
 	if len(tail) == 0 {
 		return nil
 	}
+	recs, rep := s.parse(tail), refreshReport{headerOK: true}
 	s.mu.Lock()
-	rep := s.apply(s.idx, tail, s.idx.lines+2)
+	s.apply(s.idx, recs, s.idx.lines+2, &rep)
 	s.mu.Unlock()
 	s.off += int64(len(tail))
 	mark := *s.seen.Load()
@@ -240,14 +241,23 @@ func (s *FileStore) reload(locked bool) error {
 	idx := newIndex()
 	body := data
 	first, rest, _ := bytes.Cut(data, []byte("\n"))
-	rep.headerOK = len(data) == 0 || string(first) == refreshHeader || string(first) == refreshHeaderV1
+	headerOK := len(data) == 0 || string(first) == refreshHeader || string(first) == refreshHeaderV1
 	lineNo := 1
-	if rep.headerOK {
+	if headerOK {
 		body, lineNo = rest, 2
 	}
-	r := s.apply(idx, body, lineNo)
-	rep.badLines, rep.lineNumbers = r.badLines, r.lineNumbers
+	rep.headerOK = headerOK
+	s.apply(idx, s.parse(body), lineNo, &rep)
 	s.install(f, idx, int64(len(data)))
+	if rep.tooLarge {
+		// What lies beyond the bound is not read: a lookup must not
+		// take the file's size for news. The next write rewrites it.
+		if fi, err := f.Stat(); err == nil {
+			mark := *s.seen.Load()
+			mark.size = fi.Size()
+			s.seen.Store(&mark)
+		}
+	}
 	// A version 1 file is rewritten before anything is appended to it, so
 	// that no older server reads a log it does not know.
 	s.damaged = rep.bad() || string(first) == refreshHeaderV1
@@ -287,12 +297,11 @@ type refreshReport struct {
 
 func (r refreshReport) bad() bool { return !r.headerOK || r.badLines > 0 || r.tooLarge }
 
-// apply parses lines (records, one per line) into idx; the first is line
-// number first of the file.
-func (s *FileStore) apply(idx *index, lines []byte, first int) refreshReport {
-	rep := refreshReport{headerOK: true}
-	now := s.now().Unix()
-	for n := first; len(lines) > 0; n++ {
+// parse parses lines, one record each, outside the index lock; a bad line
+// is kept with its error, so that apply can count and number it.
+func (s *FileStore) parse(lines []byte) []parsedLine {
+	var out []parsedLine
+	for i := 0; len(lines) > 0; i++ {
 		var line []byte
 		line, lines, _ = bytes.Cut(lines, []byte("\n"))
 		if len(line) == 0 {
@@ -300,20 +309,37 @@ func (s *FileStore) apply(idx *index, lines []byte, first int) refreshReport {
 		}
 		s.parsed.Add(1)
 		r, err := ParseLine(line)
-		if err == nil && r.issue != nil && idx.entries[r.hash] != nil {
-			err = errors.New("a token issued twice")
+		out = append(out, parsedLine{r: r, err: err, at: i})
+	}
+	return out
+}
+
+// parsedLine is one parsed line and its index among the lines read.
+type parsedLine struct {
+	r   record
+	err error
+	at  int
+}
+
+// apply applies recs to idx; the first line read is line number first of
+// the file. A second issue of one token is bad like a line that does not
+// parse.
+func (s *FileStore) apply(idx *index, recs []parsedLine, first int, rep *refreshReport) {
+	now := s.now().Unix()
+	for _, p := range recs {
+		if p.err == nil && p.r.issue != nil && idx.entries[p.r.hash] != nil {
+			p.err = errors.New("a token issued twice")
 		}
-		if err != nil {
+		if p.err != nil {
 			idx.lines++
 			rep.badLines++
 			if len(rep.lineNumbers) < maxBadLinesLogged {
-				rep.lineNumbers = append(rep.lineNumbers, n)
+				rep.lineNumbers = append(rep.lineNumbers, first+p.at)
 			}
 			continue
 		}
-		idx.apply(r, now)
+		idx.apply(p.r, now)
 	}
-	return rep
 }
 
 func (s *FileStore) logDamage(rep refreshReport) {
