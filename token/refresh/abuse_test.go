@@ -153,12 +153,15 @@ func TestRefreshStoreCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := newStore(t, dir, 10000, clock)
-	var last string
+	var toks []string
 	for range 2000 {
-		if last, err = s.Issue(entry("looper", "svc", now, time.Hour)); err != nil {
+		tok, err := s.Issue(entry("looper", "svc", now, time.Hour))
+		if err != nil {
 			t.Fatal(err)
 		}
+		toks = append(toks, tok)
 	}
+	last := toks[len(toks)-1]
 	if n := s.rewrites.Load(); n < 2 || n > 20 {
 		t.Errorf("%d rewrites for 2000 logins dropping 1990 tokens, want a few", n)
 	}
@@ -167,6 +170,22 @@ func TestRefreshStoreCompaction(t *testing.T) {
 	}
 	if _, err := other.Lookup(last, "svc", now); err != nil || other.Len() != 10 {
 		t.Fatalf("another process after the rewrites: %v, %d entries", err, other.Len())
+	}
+	// A rewritten file keeps each user's order: a restarted store drops
+	// the oldest of the ten first.
+	restarted, err := NewFileStore(dir, Limits{Max: 10000, UserMax: 10, ClientMax: 10}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.SetClock(clock.Now)
+	if _, err := restarted.Issue(entry("looper", "svc", now, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for i, tok := range toks[len(toks)-10:] {
+		_, err := restarted.Lookup(tok, "svc", now)
+		if (i == 0) != errors.Is(err, ErrUnknown) {
+			t.Errorf("token %d of the last ten after one more login: %v", i, err)
+		}
 	}
 }
 

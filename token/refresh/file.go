@@ -388,10 +388,10 @@ func (s *FileStore) write(decide func(idx *index, now int64) (recs []record, all
 	for _, r := range recs {
 		s.idx.apply(r, now)
 	}
-	data := s.idx.encode()
+	lines := s.idx.snapshot()
 	s.idx.lines = len(s.idx.entries)
 	s.mu.Unlock()
-	return s.rewrite(data, damaged)
+	return s.rewrite(encodeFile(lines), damaged)
 }
 
 // append adds recs to the file and fsyncs it; the records reach the index

@@ -5,9 +5,11 @@ package refresh
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"crypto/sha256"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,6 +21,7 @@ type node struct {
 	subject, uid, client, service string // interned: one copy per user, client and service
 	admin                         bool
 	created, expires, checked     int64
+	seq                           uint64   // the order the index learned of it: the file's
 	link                          [2]links // byUser, byClient
 	heapIdx                       int
 }
@@ -77,6 +80,7 @@ type index struct {
 	expiry   expiryHeap
 	services map[string]string // interned; a handful in practice
 	lines    int               // records in the file after the header, good or bad
+	seq      uint64            // the last node's seq
 }
 
 func newIndex() *index {
@@ -126,9 +130,10 @@ func (x *index) insert(h [sha256.Size]byte, l *refreshLine) {
 		svc = l.Service
 		x.services[svc] = svc
 	}
+	x.seq++
 	n := &node{
 		hash: h, subject: uc.user, uid: l.UserID, client: cc.client, service: svc, admin: l.Admin,
-		created: l.Created, expires: l.Expires, checked: l.Checked,
+		created: l.Created, expires: l.Expires, checked: l.Checked, seq: x.seq,
 	}
 	if uc.head != nil && uc.head.uid == n.uid {
 		n.uid = uc.head.uid
@@ -187,23 +192,41 @@ func (x *index) evictions(user, client string, lim Limits) []record {
 	return recs
 }
 
-// encode is the whole file for the live entries: the header, then each
-// user's tokens oldest first, users sorted by name, so that a rewrite keeps
-// the order limits drop tokens in and is reproducible.
-func (x *index) encode() []byte {
+// snapshot is the live entries, each user's oldest first, for a rewrite.
+// It is all the rewrite does under the index lock: sorting and encoding
+// take far longer and use only what a node never changes after it is
+// inserted, besides the checked time copied here.
+func (x *index) snapshot() []snapEntry {
+	out := make([]snapEntry, 0, len(x.entries))
+	for _, n := range x.entries {
+		out = append(out, snapEntry{n, n.checked})
+	}
+	return out
+}
+
+// snapEntry is a live node and its checked time when the snapshot was taken.
+type snapEntry struct {
+	n       *node
+	checked int64
+}
+
+// encodeFile is the whole file for a snapshot: the header, then one issue
+// record each, users sorted by name and each user's oldest first, so that
+// a rewrite keeps the order limits drop tokens in and is reproducible.
+func encodeFile(snap []snapEntry) []byte {
+	slices.SortFunc(snap, func(a, b snapEntry) int {
+		if c := strings.Compare(a.n.subject, b.n.subject); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.n.seq, b.n.seq)
+	})
 	var buf bytes.Buffer
 	buf.WriteString(refreshHeader + "\n")
-	names := make([]string, 0, len(x.users))
-	for u := range x.users {
-		names = append(names, u)
-	}
-	slices.Sort(names)
-	for _, u := range names {
-		for n := x.users[u].head; n != nil; n = n.link[byUser].next {
-			l := n.line()
-			buf.Write(record{issue: &l}.encode())
-			buf.WriteByte('\n')
-		}
+	for _, e := range snap {
+		l := e.n.line()
+		l.Checked = e.checked
+		buf.Write(record{issue: &l}.encode())
+		buf.WriteByte('\n')
 	}
 	return buf.Bytes()
 }

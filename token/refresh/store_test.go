@@ -425,7 +425,7 @@ func FuzzParseRefreshLine(f *testing.F) {
 		}
 		s := &FileStore{now: func() time.Time { return time.Unix(0, 0) }}
 		idx2 := newIndex()
-		body, _ := bytes.CutPrefix(idx.encode(), []byte(refreshHeader+"\n"))
+		body, _ := bytes.CutPrefix(encodeFile(idx.snapshot()), []byte(refreshHeader+"\n"))
 		rep := refreshReport{headerOK: true}
 		if s.apply(idx2, s.parse(body), 2, &rep); rep.bad() || idx2.entries[r.hash].line() != *r.issue {
 			t.Fatalf("rewrite of %+v: %+v", r.issue, rep)
