@@ -44,10 +44,12 @@ const (
 // entries only (files.WriteAtomic: temporary file, fsync, rename, directory
 // fsync); other processes notice the new inode and read it whole.
 //
-// A lookup never waits for a writer or the disk: it takes only the index
-// lock, after one stat(2) of the file; when another process appended to
-// the file or replaced it, it reads the new lines (from the page cache)
-// first, so a revocation by the revoke command counts at once.
+// A lookup never waits for a write or an fsync: it takes only the index
+// lock, which writers hold to apply a few records (and, for a rewrite, to
+// copy the live nodes' pointers), after one stat(2) of the file; when
+// another process appended to the file or replaced it, it reads the new
+// lines (from the page cache) first, so a revocation by the revoke command
+// counts at once.
 //
 // A damaged file never stops the daemon: bad lines are skipped, logged at
 // error level with their numbers, and the good ones kept; the next write
