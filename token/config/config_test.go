@@ -142,6 +142,8 @@ func TestConfigRefresh(t *testing.T) {
 		{"under a minute", fixture.GoodConfig + "refresh_token_ttl 59s\n", 0, "refresh_token_ttl"},
 		{"relative state directory", fixture.GoodConfig + "state_directory state\n", 0, "state_directory"},
 		{"max zero", fixture.GoodConfig + "refresh_token_max 0\n", 0, "refresh_token_max"},
+		{"user max zero", fixture.GoodConfig + "refresh_token_user_max 0\n", 0, "refresh_token_user_max"},
+		{"client max too big", fixture.GoodConfig + "refresh_token_client_max 1000001\n", 0, "refresh_token_client_max"},
 		{"service user alone", ks + "keystone_service_user registry\n", 0, "give all three or none"},
 		{"service user with users backend", fixture.GoodConfig + svc, 0, "needs auth_backend keystone"},
 		{"recheck too short", ks + svc + "keystone_recheck_interval 30s\n", 0, "keystone_recheck_interval"},
@@ -157,6 +159,9 @@ func TestConfigRefresh(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.RefreshLimits() != refresh.DefaultLimits {
+				t.Errorf("limits %+v, want %+v", c.RefreshLimits(), refresh.DefaultLimits)
 			}
 			if c.RefreshTokenTTL != tt.ttl || c.RefreshTokenMax != refresh.DefaultRefreshTokenMax ||
 				c.KeystoneRecheckInterval != 15*time.Minute || c.KeystoneServiceDomain != "Default" {
@@ -201,5 +206,16 @@ func TestConfigAllErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}
+	}
+}
+
+// The per-user refresh limits are read into RefreshLimits.
+func TestConfigRefreshLimits(t *testing.T) {
+	c, err := loadString(t, fixture.GoodConfig+"refresh_token_max 500\nrefresh_token_user_max 7\nrefresh_token_client_max 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.RefreshLimits(), (refresh.Limits{Max: 500, UserMax: 7, ClientMax: 3}); got != want {
+		t.Errorf("limits %+v, want %+v", got, want)
 	}
 }
