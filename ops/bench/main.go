@@ -5,6 +5,7 @@
 //
 //	go run ./ops/bench [-quick] [-runs N] [-out BENCHMARKS.md] [-keep]
 //	bench ceiling -cert F -key F -addr IP:PORT -size N   (started by bench itself)
+//	bench dataceiling -cert F -key F -addr IP:PORT -dir D  (likewise)
 //
 // It builds both daemons and upstream distribution's registry into a
 // temporary directory, lays out certificates and configurations with
@@ -23,6 +24,10 @@
 //   - skopeo push and pull throughput of a large single-layer and a
 //     100-layer image, against upstream distribution's registry configured
 //     alike, and pull against cat | sha256sum of the same blob;
+//   - push and pull of one large blob with plain HTTP requests: MB/s and
+//     the server's CPU seconds per GiB for stx-registry, upstream and a
+//     data ceiling, a process of this tool that stores and serves the
+//     blob through the same shared/serve server and certificate;
 //   - 200 parallel pulls and 500 parallel token requests;
 //   - peak RSS and CPU time of the daemons.
 //
@@ -56,6 +61,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "ceiling" {
 		if err := ceilingMain(os.Args[2:]); err != nil {
 			fmt.Fprintf(os.Stderr, "bench ceiling: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "dataceiling" {
+		if err := dataCeilingMain(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "bench dataceiling: %v\n", err)
 			os.Exit(1)
 		}
 		return
@@ -154,6 +166,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		{"refresh token store", w.benchRefreshStore},
 		{"keystone load", w.benchKeystone},
 		{"registry data path", w.benchDataPath},
+		{"blob data path", w.benchBlob},
 		{"concurrency", w.benchConcurrency},
 	}
 	for _, st := range steps {

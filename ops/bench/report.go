@@ -22,7 +22,7 @@ import (
 //go:embed profile.md
 var profileNotes string
 
-// requiredRatios are the BENCH names issue 6 asks for by name.
+// requiredRatios are the BENCH names issues 6 and 15 ask for by name.
 var requiredRatios = []string{
 	"token_vs_ceiling_ratio",
 	"refresh_vs_ceiling_ratio",
@@ -31,6 +31,14 @@ var requiredRatios = []string{
 	"push_small_layers_vs_upstream_ratio",
 	"pull_small_layers_vs_upstream_ratio",
 	"keystone_requests_per_call",
+	"blob_push_vs_ceiling_cpu_ratio",
+	"blob_push_vs_upstream_cpu_ratio",
+	"blob_pull_vs_ceiling_cpu_ratio",
+	"blob_pull_vs_upstream_cpu_ratio",
+	"blob_push_vs_ceiling_rate_ratio",
+	"blob_push_vs_upstream_rate_ratio",
+	"blob_pull_vs_ceiling_rate_ratio",
+	"blob_pull_vs_upstream_rate_ratio",
 }
 
 // metric is one measured quantity, one value per run.
@@ -228,6 +236,7 @@ func (r *report) setup() []string {
 		"upstream: distribution v3.1.2 cmd/registry built from the module cache, with the same certificate, token server, issuer, service, signing certificate bundle, filesystem driver, in-memory blob descriptor cache and deletes enabled",
 		fmt.Sprintf("parallel pulls: %d clients at once, each with its own TLS connections: token, manifest, then every blob, digests checked, of an image of %d layers of %d KiB", s.parallelPulls, s.concLayers, s.concLayerBytes>>10),
 		fmt.Sprintf("parallel tokens: %d requests at once, each on its own new TLS connection", s.parallelTokens),
+		blobSetup(s),
 		"RSS: VmHWM (peak resident memory) from /proc; CPU: utime+stime from /proc",
 	}
 }
@@ -303,6 +312,9 @@ func describe(name string) string {
 		"parallel_tokens_p99":                       "99th percentile of one parallel token request",
 	}
 	if v, ok := d[name]; ok {
+		return v
+	}
+	if v, ok := blobDescribe(name); ok {
 		return v
 	}
 	for _, suf := range []string{"_p50", "_p99"} {

@@ -8,7 +8,9 @@
 // too. Distribution reads its keys once, when its controller is built;
 // this package only decides when to build a new one. No JWT is verified
 // here; only the header's x5c and jwk are read, to refuse a key that is not
-// exactly one of the bundle's (keyheader.go).
+// exactly one of the bundle's (keyheader.go). A request whose token is
+// verified and grants its access is let through the front door
+// (frontdoor.Open): only then may its body be read.
 package tokenauth
 
 import (
@@ -23,6 +25,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 
 	"stx-registry/registry/config"
+	"stx-registry/registry/frontdoor"
 	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
 )
@@ -123,13 +126,19 @@ func load(path string, base map[string]any) (*tokenKeys, error) {
 // Authorized checks the request's bearer token with the current verifier,
 // after looking for a changed bundle at most once per files.CheckInterval,
 // and after refusing a token that names a key outside the bundle
-// (keyheader.go). Challenges and errors are distribution's own.
+// (keyheader.go). Challenges and errors are distribution's own. A granted
+// request is let through the front door (frontdoor.Open): from then on its
+// body may be read.
 func (tc *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
 	k := tc.keys.Get()
 	if err := checkKeyHeader(r, k.bundle.Certs); err != nil {
 		return refuse(k.inner, r, access, tc.log, err)
 	}
-	return k.inner.Authorized(r, access...)
+	grant, err := k.inner.Authorized(r, access...)
+	if err == nil && grant != nil {
+		frontdoor.Open(r.Context())
+	}
+	return grant, err
 }
 
 // Algorithms returns the signing algorithms currently accepted.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	shared "stx-registry/shared/config"
+	"stx-registry/shared/listen"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
@@ -230,10 +231,7 @@ const (
 )
 
 // DefaultMetricsNetworks is loopback only.
-var DefaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
+var DefaultMetricsNetworks = listen.Loopback
 
 // builtinReserved are namespaces no user may own whatever the
 // configuration says: StarlingX mirrors upstream registries under their host

@@ -48,7 +48,7 @@ func TestKeystoneCheckUserErrors(t *testing.T) {
 func TestKeystoneCheckUserReplaced(t *testing.T) {
 	k := realKeystone(t)
 	ks, logs := newTestKeystone(t, Config{URL: k.url,
-		Service: Service{User: "admin", Password: testKeystoneAdminPassword, Project: "admin", Domain: "Default"}})
+		Service: Service{User: "admin", Password: k.AdminPassword, Project: "admin", Domain: "Default"}})
 	ctx := context.Background()
 	name := k.name("reused")
 	oldID := k.createUser(t, "default", name, "reused-pw-1", true)
@@ -77,7 +77,7 @@ func TestKeystoneCheckUserReplaced(t *testing.T) {
 	if err := ks.CheckUser(ctx, name, ""); !errors.Is(err, authn.ErrUserReplaced) {
 		t.Errorf("a token bound to no ID: %v, want ErrUserReplaced", err)
 	}
-	if strings.Contains(logs.String(), testKeystoneAdminPassword) {
+	if strings.Contains(logs.String(), k.AdminPassword) {
 		t.Error("the service password was logged")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"slices"
 
+	"stx-registry/shared/jws"
 	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 )
@@ -28,7 +29,7 @@ func (s *Server) ReloadSigningKeys(path string, running *config.Config) {
 	s.issuer.Store(iss)
 	kids := make([]string, 0, len(cfg.SigningKeys))
 	for _, pub := range iss.PublicKeys() {
-		kid, _ := issuer.KeyID(pub) // NewIssuer accepted the key, so KeyID does too
+		kid, _ := jws.KeyID(pub) // NewIssuer accepted the key, so KeyID does too
 		kids = append(kids, kid)
 	}
 	s.log.Info("signing keys reloaded", "signing_key", cfg.SigningKeys, "kid", kids, "signing_kid", kids[0])

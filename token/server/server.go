@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"stx-registry/shared/listen"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/config"
@@ -454,13 +455,7 @@ func checkCredentials(c authn.Credentials) error {
 
 // clientAddr is the TCP peer. There is no proxy in front of this server, so
 // no forwarding header is trusted.
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
+func clientAddr(r *http.Request) netip.Addr { return listen.Peer(r) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
