@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"stx-registry/shared/files"
 	"stx-registry/token/internal/fixture"
 )
 
@@ -33,7 +34,9 @@ func seedFile(t testing.TB, dir string, n int, now time.Time) []string {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	if err := os.WriteFile(filepath.Join(dir, refreshFileName), buf.Bytes(), 0o600); err != nil {
+	// Written and fsynced, so that the first fsync of a measured append
+	// does not flush the seed.
+	if err := files.WriteAtomic(filepath.Join(dir, refreshFileName), buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return toks
