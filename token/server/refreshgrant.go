@@ -102,22 +102,18 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 
 	id := access.Identity{Name: e.Subject, Admin: e.Admin, ID: e.UserID}
 	granted := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
+	tok, reused, err := s.sign(id, req.service, granted, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		deny(http.StatusInternalServerError, "server_error", "internal error", "signing failed")
 		return
 	}
-	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
+	rec.subject, rec.granted, rec.jti, rec.reused, rec.status = id.Name, granted, tok.ID, reused, http.StatusOK
 	s.finish(rec)
-	writeJSON(w, http.StatusOK, tokenResponse{
-		Token:        tok.Raw,
-		AccessToken:  tok.Raw,
-		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
-		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
-		Scope:        access.FormatScopes(granted),
-		RefreshToken: req.refresh, // the same one: never rotated
-	})
+	resp := replyFor(tok, reused, start)
+	resp.Scope = access.FormatScopes(granted)
+	resp.RefreshToken = req.refresh // the same one: never rotated
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // recheckUser asks the backend whether e's user may still log in, and is
@@ -150,6 +146,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 		} else {
 			s.log.Info("refresh tokens revoked: the user no longer exists or is disabled", "subject", e.Subject, "revoked", n)
 		}
+		s.reuse.DropSubject(e.Subject)
 		return errRefreshUserGone
 	case errors.Is(err, authn.ErrUserReplaced):
 		if rerr := s.refresh.Revoke(token); rerr != nil && !errors.Is(rerr, refresh.ErrUnknown) {

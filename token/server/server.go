@@ -22,6 +22,7 @@ import (
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 )
 
 // Bounds on what a client may send. Headers as a whole are bounded by the
@@ -43,6 +44,7 @@ type Server struct {
 	auth     authn.Authenticator
 	policy   *access.Policy
 	issuer   atomic.Pointer[issuer.Issuer] // swapped by a signing key reload (SIGHUP)
+	reuse    *reuse.Cache                  // token_reuse; nil: every token is signed anew
 	services map[string]bool
 	audit    *Audit
 	log      *slog.Logger
@@ -64,7 +66,8 @@ type Options struct {
 	Auth            authn.Authenticator // the whole chain, see authn.Chain
 	Policy          *access.Policy
 	Issuer          *issuer.Issuer
-	Services        []string // service: the audiences tokens may be issued for
+	Reuse           *reuse.Cache // nil: reuse is off
+	Services        []string     // service: the audiences tokens may be issued for
 	Log             *slog.Logger
 	Metrics         *metrics.Metrics
 	MetricsNetworks []netip.Prefix // metrics_network; nil means loopback only
@@ -85,6 +88,7 @@ func New(o Options) *Server {
 	s := &Server{
 		auth:        o.Auth,
 		policy:      o.Policy,
+		reuse:       o.Reuse,
 		services:    services,
 		audit:       &Audit{log: o.Log},
 		log:         o.Log,
@@ -263,7 +267,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 
 	granted := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
+	tok, reused, err := s.sign(id, req.service, granted, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
@@ -275,16 +279,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if req.offline {
 		refresh, rec.refreshID = s.issueRefresh(id, req.service, req.clientID, start)
 	}
-	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
+	rec.subject, rec.granted, rec.jti, rec.reused, rec.status = id.Name, granted, tok.ID, reused, http.StatusOK
 	s.finish(rec)
 
-	resp := tokenResponse{
-		RefreshToken: refresh,
-		Token:        tok.Raw,
-		AccessToken:  tok.Raw,
-		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
-		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
-	}
+	resp := replyFor(tok, reused, start)
+	resp.RefreshToken = refresh
 	if req.post {
 		resp.Scope = access.FormatScopes(granted)
 	}
