@@ -563,3 +563,7 @@ func MaxBackendFailures(cfg BackoffConfig, n int, elapsed time.Duration) int {
 	}
 	return calls
 }
+
+// SetClock replaces the clock, for tests that span hours; call it before
+// the first Authenticate.
+func (b *Backoff) SetClock(now func() time.Time) { b.now = now }
