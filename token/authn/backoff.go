@@ -29,7 +29,7 @@ const (
 	// credentials must not hold back the others.
 	DefaultSprayUsers = 10
 	// MaxSprayUsers bounds backoff_spray_users, and so the per-address set
-	// of failing users (8 bytes each).
+	// of failing users (4 bytes each).
 	MaxSprayUsers = 64
 	// DefaultLockoutAttempts is keystone_lockout_attempts: StarlingX sets
 	// Keystone's [security_compliance] lockout_failure_attempts to 5.
@@ -59,9 +59,10 @@ const (
 	inflightRetry = time.Second
 	// maxBackoffRecords bounds the table of users and client addresses.
 	// A record is a fixed size whatever the user name (the key is a
-	// 128-bit keyed hash of it), about 300 bytes with the map and list
-	// overhead and a full spray set: some 20 MB at most (TestBackoffMemory
-	// measures it). Records are made only for calls that reach the
+	// 128-bit keyed hash of it): about 300 bytes with the map and list
+	// overhead, plus 4 bytes per backoff_spray_users for an address. That
+	// is about 20 MB with the defaults (TestBackoffMemory measures it) and
+	// 40 MB at most. Records are made only for calls that reach the
 	// backend, and one that holds anyone back is never evicted: see
 	// Backoff.
 	maxBackoffRecords = 1 << 16
@@ -173,7 +174,7 @@ type backoffRecord struct {
 	confirming bool // a cache hit's confirming login is under way
 
 	// address records only
-	users  []uint64 // distinct users that failed from here, at most SprayUsers
+	users  []uint32 // distinct users that failed from here (keyed hashes), at most SprayUsers
 	others int      // failures of users beyond that set
 	dupMAC [sha256.Size]byte
 	dupAt  time.Time
@@ -342,7 +343,7 @@ func (b *Backoff) userFailed(u *backoffRecord, mac [sha256.Size]byte, now time.T
 
 // addrFailed counts one backend failure of user uk on address record a.
 func (b *Backoff) addrFailed(a *backoffRecord, uk recordKey, mac [sha256.Size]byte, now time.Time) {
-	h := binary.LittleEndian.Uint64(uk[:8])
+	h := binary.LittleEndian.Uint32(uk[:4]) // keyed: nobody can choose names that collide
 	seen := false
 	for _, v := range a.users {
 		seen = seen || v == h
@@ -350,6 +351,9 @@ func (b *Backoff) addrFailed(a *backoffRecord, uk recordKey, mac [sha256.Size]by
 	switch {
 	case seen:
 	case len(a.users) < b.cfg.SprayUsers:
+		if a.users == nil {
+			a.users = make([]uint32, 0, b.cfg.SprayUsers)
+		}
 		a.users = append(a.users, h)
 	default:
 		a.others++ // a sprayer: any further failure counts as another user
