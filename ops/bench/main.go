@@ -21,6 +21,9 @@
 //     100-layer image, against upstream distribution's registry configured
 //     alike, and pull against cat | sha256sum of the same blob;
 //   - 200 parallel pulls and 500 parallel token requests;
+//   - the p99 of a correct, uncached login from one address while another
+//     floods made-up names, bursts 500 bad logins or loops one user's bad
+//     passwords;
 //   - peak RSS and CPU time of the daemons.
 //
 // Every number is the median of -runs runs with min and max. Ratios are
@@ -151,6 +154,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		{"keystone load", w.benchKeystone},
 		{"registry data path", w.benchDataPath},
 		{"concurrency", w.benchConcurrency},
+		{"attacks", w.benchAttacks},
 	}
 	for _, st := range steps {
 		if ctx.Err() != nil {
