@@ -11,11 +11,20 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
-// Not new dependencies: distribution already links both. Named here because
-// our code touches them at distribution's seams.
+// Not new dependencies: distribution already links all of them. Named
+// here because our code touches them at distribution's seams, or our tests
+// check our output with them.
 require (
+	// The front door checks repository names with distribution's grammar.
+	github.com/distribution/reference v0.6.0
 	// Tests only: distribution's token verifier takes go-jose algorithm types.
 	github.com/go-jose/go-jose/v4 v4.1.4
+	// The front door matches requests with distribution's own routes.
+	github.com/gorilla/mux v1.8.1
+	// The front door parses digests as distribution does.
+	github.com/opencontainers/go-digest v1.0.0
+	// Tests only: Prometheus' own text parser checks the registry's /metrics.
+	github.com/prometheus/common v0.67.5
 	// stx-registry sets the level and format of distribution's own logger.
 	github.com/sirupsen/logrus v1.10.2
 )
@@ -25,7 +34,6 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
-	github.com/distribution/reference v0.6.0 // indirect
 	github.com/docker/docker-credential-helpers v0.9.5 // indirect
 	github.com/docker/go-events v0.0.0-20250808211157-605354379745 // indirect
 	github.com/docker/go-metrics v0.1.0 // indirect
@@ -34,17 +42,14 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/handlers v1.5.2 // indirect
-	github.com/gorilla/mux v1.8.1 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/hashicorp/golang-lru/arc/v2 v2.0.5 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.5 // indirect
 	github.com/klauspost/compress v1.18.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.20.1 // indirect
 	github.com/redis/go-redis/extra/rediscmd/v9 v9.0.5 // indirect

@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
+
+	"stx-registry/shared/files"
 )
 
 // maxSecretFileBytes bounds a password file: Keystone's own password limit
@@ -14,27 +14,9 @@ const maxSecretFileBytes = 4096
 // readSecretFile returns the first line of the password file at path. The
 // file must be a regular file that group and others cannot read.
 func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
+	data, err := files.ReadPrivate(path, maxSecretFileBytes)
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	if m := fi.Mode().Perm(); m&0o077 != 0 {
-		return "", fmt.Errorf("%s has mode %04o, group or others may read it: chmod 600 %s", path, m, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
-	if err != nil {
-		return "", err
-	}
-	if len(data) > maxSecretFileBytes {
-		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFileBytes)
 	}
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))

@@ -12,24 +12,16 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"stx-registry/shared/testrig"
 )
 
-// containerdWait bounds waiting for the private containerd to serve its
-// socket.
-const containerdWait = 20 * time.Second
+// containerd is a private containerd daemon from the test rig.
+type containerd struct{ *testrig.Containerd }
 
-// containerd is a private containerd daemon: its own root, state, sockets
-// and configuration under one short temporary directory (a Unix socket path
-// must stay under 108 bytes).
-type containerd struct {
-	dir  string
-	sock string
-	proc *testrig.Proc
-}
-
+// startContainerd starts a private containerd under one short temporary
+// directory (a Unix socket path must stay under 108 bytes), stopped and
+// removed at cleanup.
 func startContainerd(t *testing.T) *containerd {
 	t.Helper()
 	needTool(t, "containerd", "ctr")
@@ -38,55 +30,18 @@ func startContainerd(t *testing.T) *containerd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock")}
-	// Only what a pull needs: the CRI plugin and the snapshotters that need
-	// kernel support or block devices are off; images unpack with native.
-	conf := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.snapshotter.v1.zfs",
-]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc", filepath.Join(dir, "opt"))
-	confPath := filepath.Join(dir, "config.toml")
-	writeFile(t, confPath, []byte(conf))
-	c.proc, err = testrig.Start(testrig.Cmd{Argv: []string{"containerd", "--config", confPath}, Log: filepath.Join(dir, "containerd.log")})
+	c, err := testrig.StartContainerd(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		// Stop exactly the containerd started here, by its PID.
-		c.proc.Stop()
+		c.Stop()
 		if t.Failed() {
-			t.Logf("containerd log:\n%s", c.proc.Log())
+			t.Logf("containerd log:\n%s", c.Proc().Log())
 		}
 	})
-	deadline := time.Now().Add(containerdWait)
-	for {
-		if _, err := os.Stat(c.sock); err == nil {
-			if r := c.ctr(t, "version"); r.err == nil {
-				return c
-			}
-		}
-		if !c.proc.Running() {
-			t.Fatalf("containerd exited at start:\n%s", c.proc.Log())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not serve %s within %v", c.sock, containerdWait)
-		}
-		time.Sleep(healthPoll)
-	}
+	return &containerd{c}
 }
 
 // ctr runs ctr against this containerd, in its own namespace.
@@ -94,8 +49,8 @@ func (c *containerd) ctr(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.sock, "--namespace", "e2e"}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir}
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.Sock, "--namespace", "e2e"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Dir}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -122,13 +77,14 @@ func (e *env) hostsDir(t testing.TB) string {
 
 // auditLine is one token server audit line (JSON log format).
 type auditLine struct {
-	Msg      string `json:"msg"`
-	Result   string `json:"result"`
-	Status   int    `json:"status"`
-	Method   string `json:"method"`
-	User     string `json:"user"`
-	ClientID string `json:"client_id"`
-	Granted  string `json:"granted"`
+	Msg       string `json:"msg"`
+	Result    string `json:"result"`
+	Status    int    `json:"status"`
+	Method    string `json:"method"`
+	User      string `json:"user"`
+	ClientID  string `json:"client_id"`
+	GrantType string `json:"grant_type"`
+	Granted   string `json:"granted"`
 }
 
 // auditSince returns the token server's audit lines logged after mark.

@@ -2,11 +2,13 @@
 // stx-token-server: both daemons are built and started exactly as an
 // operator would (ops/demo-config.sh lays out the certificates, users and
 // configuration files), and real clients drive them over TLS on 127.0.0.1:
-// skopeo, podman, containerd's ctr, and raw HTTP requests that reproduce
-// docker login and deliberately bad input. It also runs both daemons against
-// a real Keystone, drives the OCF agents with ocf-tester, and drills a
-// controller failover through the agents. The daemons, their set-up,
-// Keystone, processes and images come from the test rig, shared/testrig.
+// skopeo, podman, containerd's ctr, a private docker engine (dockerd), and
+// raw HTTP requests for the exact shapes of docker login's exchange and for
+// deliberately bad input. It also runs both daemons against a real
+// Keystone, drives the OCF agents with ocf-tester, and drills a controller
+// failover through the agents. The daemons, their set-up, Keystone,
+// containerd, dockerd, processes and images come from the test rig,
+// shared/testrig.
 //
 // The clients are Debian packages installed by "make test-deps". A missing
 // client makes the tests fail, never skip: an end-to-end test that did not

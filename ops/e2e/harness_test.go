@@ -19,8 +19,6 @@ import (
 const (
 	// healthWait bounds waiting for a daemon's /healthz to answer 200.
 	healthWait = 20 * time.Second
-	// healthPoll is the pause between attempts while waiting for a process.
-	healthPoll = 100 * time.Millisecond
 	// httpTimeout bounds one raw HTTP exchange of a test.
 	httpTimeout = 20 * time.Second
 )
@@ -210,12 +208,18 @@ func (e *env) registryConf() string { return e.layout().RegistryConf() }
 
 // start starts the token server and the registry and waits until both are
 // healthy. On error the caller stops e.
-func (e *env) start() (err error) {
-	e.token, err = testrig.StartDaemon(bin.TokenServer, e.tokenConf(), filepath.Join(e.dir, "token.log"))
+func (e *env) start() error {
+	return e.startFrom(e.tokenConf(), e.registryConf(), e.dir)
+}
+
+// startFrom is start with the configuration files tokenConf and regConf,
+// and both logs in logDir.
+func (e *env) startFrom(tokenConf, regConf, logDir string) (err error) {
+	e.token, err = testrig.StartDaemon(bin.TokenServer, tokenConf, filepath.Join(logDir, "token.log"))
 	if err != nil {
 		return err
 	}
-	e.registry, err = testrig.StartDaemon(bin.Registry, e.registryConf(), filepath.Join(e.dir, "registry.log"))
+	e.registry, err = testrig.StartDaemon(bin.Registry, regConf, filepath.Join(logDir, "registry.log"))
 	if err != nil {
 		return err
 	}

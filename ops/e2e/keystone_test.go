@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"stx-registry/shared/testrig"
+	"stx-registry/token/authn"
 )
 
 // Settings and bounds of the Keystone end-to-end test.
@@ -59,16 +60,7 @@ const (
 	backoffFree             = 3
 	backoffMax              = 5 * time.Minute
 	lockoutAttempts         = 5
-	lockoutWindow           = 30 * time.Minute
 	keystoneLockoutFailures = 5
-)
-
-// Fixed parameters of the token server's backoff policy, as documented on
-// token.Backoff: the first hold is one second and doubles per failure, and
-// 15 minutes without a failure forget the count.
-const (
-	backoffBase   = time.Second
-	backoffForget = 15 * time.Minute
 )
 
 // The Keystone objects the test creates.
@@ -347,39 +339,6 @@ func (k *keystone) callsSince(t testing.TB, e *env, mark callCount) callCount {
 	return c
 }
 
-// TODO(restructure): import this from the token server's backoff package.
-// maxBackendFailures is the most bad-password calls the token server's
-// backoff lets through to Keystone for one user within elapsed of the
-// first, when all of n attempts fail and each comes as early as allowed.
-// It repeats the arithmetic of the policy documented on token.Backoff,
-// from this test's configuration: after the k-th failure, k ≥ free, the
-// user is held min(1s·2^(k−free), max); after lockout_attempts−1 failures
-// without a success the user is held for the lockout window.
-func maxBackendFailures(n int, elapsed time.Duration) int {
-	var at time.Duration // time of the next call, from the first
-	fails, lockFails, calls := 0, 0, 0
-	for calls < n && at <= elapsed {
-		calls++
-		fails++
-		lockFails++
-		next := at
-		if fails >= backoffFree {
-			next = at + min(backoffBase<<min(fails-backoffFree, 30), backoffMax)
-		}
-		if lockoutAttempts > 0 && lockFails >= lockoutAttempts-1 {
-			next = max(next, at+lockoutWindow)
-		}
-		if next-at >= backoffForget {
-			fails = 0
-		}
-		if next-at >= lockoutWindow {
-			lockFails = 0
-		}
-		at = next
-	}
-	return calls
-}
-
 // fromAddress returns a copy of c whose connections come from the
 // loopback address ip (e.g. 127.0.0.2), so that the token server's
 // per-address backoff for it does not hold the rest of the test.
@@ -630,7 +589,8 @@ func testKeystoneBadPasswords(t *testing.T, k *keystone, e, short *env) {
 	}
 	elapsed := time.Since(first)
 	got := k.callsSince(t, e, mark)
-	bound := maxBackendFailures(badPasswordRequests, elapsed)
+	bound := authn.MaxBackendFailures(authn.BackoffConfig{Free: backoffFree, Max: backoffMax,
+		LockoutAttempts: lockoutAttempts}, badPasswordRequests, elapsed)
 	t.Logf("%d bad-password requests for kbad in %v: statuses %v; Keystone calls %v; the backoff allows at most %d",
 		badPasswordRequests, elapsed.Round(time.Millisecond), counts, got, bound)
 	if got.calls() > bound || got.success != 0 || got.log != got.wantLog() {

@@ -31,14 +31,34 @@ import (
 // testRegistry is the real handler chain around distribution's app, served
 // on loopback with a temporary storage root.
 type testRegistry struct {
-	t      *testing.T
-	srv    *httptest.Server
-	key    tokentest.Key
-	tokens *tokenauth.Controller
-	bundle string // token_certificate, a file of the test's own
+	t       testing.TB
+	srv     *httptest.Server
+	handler http.Handler // what srv serves: NewHandler's chain
+	key     tokentest.Key
+	tokens  *tokenauth.Controller
+	bundle  string // token_certificate, a file of the test's own
+	root    string // root_directory
 }
 
-func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegistry {
+func newTestRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
+	t.Helper()
+	return serveTestRegistry(t, key, readOnly, (*httptest.Server).Start, NewHandler)
+}
+
+// newUnstartedRegistry is newTestRegistry with the server not started yet,
+// so that a test can set its timeouts.
+func newUnstartedRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
+	return serveTestRegistry(t, key, readOnly, func(*httptest.Server) {}, NewHandler)
+}
+
+// handlerFunc builds a registry handler: NewHandler, or for the benchmarks
+// distribution's handler alone.
+type handlerFunc func(context.Context, *config.Config, *tokenauth.Controller, *slog.Logger) (http.Handler, func(), error)
+
+// serveTestRegistry is newTestRegistry with the handler built by build and
+// the server started by start: plain HTTP or, for the benchmarks,
+// (*httptest.Server).StartTLS.
+func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start func(*httptest.Server), build handlerFunc) *testRegistry {
 	t.Helper()
 	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
@@ -57,16 +77,17 @@ func newTestRegistry(t *testing.T, key tokentest.Key, readOnly bool) *testRegist
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, shutdown, err := NewHandler(t.Context(), cfg, tokens, logger)
+	h, shutdown, err := build(t.Context(), cfg, tokens, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	start(srv)
 	t.Cleanup(func() {
 		srv.Close()
 		shutdown()
 	})
-	return &testRegistry{t: t, srv: srv, key: key, tokens: tokens, bundle: cfg.TokenCertificate}
+	return &testRegistry{t: t, srv: srv, handler: h, key: key, tokens: tokens, bundle: cfg.TokenCertificate, root: cfg.RootDirectory}
 }
 
 // do sends a request with an optional bearer token.

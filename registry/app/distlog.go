@@ -10,7 +10,7 @@ import (
 )
 
 // configureDistributionLog points distribution's logrus output at w with our
-// level and format. Distribution logs per request the method, host, URI,
+// level and format; its lines about 4xx answers are logged at info. Distribution logs per request the method, host, URI,
 // user agent, remote address (from X-Forwarded-For when present), content
 // type and user name, never the Authorization header or the token; the
 // query is cut from the URI by queryScrubber.
@@ -25,8 +25,25 @@ func configureDistributionLog(w io.Writer, format, level string) error {
 	}
 	logrus.SetOutput(w)
 	logrus.SetLevel(lvl)
-	logrus.SetFormatter(queryScrubber{f})
+	logrus.SetFormatter(clientErrorsAtInfo{queryScrubber{f}})
 	return nil
+}
+
+// clientErrorsAtInfo moves distribution's error-level lines about a request
+// answered with a 4xx (its "response completed with error" for an unknown
+// blob, a bad name, a refused token…) to info: they are the client's
+// mistakes. A 5xx, the server's own fault, stays at error level.
+type clientErrorsAtInfo struct{ logrus.Formatter }
+
+func (c clientErrorsAtInfo) Format(e *logrus.Entry) ([]byte, error) {
+	status, ok := e.Data["http.response.status"].(int)
+	if ok && status >= 400 && status < 500 && e.Level < logrus.InfoLevel {
+		if !e.Logger.IsLevelEnabled(logrus.InfoLevel) {
+			return nil, nil // below the configured level: not written
+		}
+		e.Level = logrus.InfoLevel // e is this log call's own copy
+	}
+	return c.Formatter.Format(e)
 }
 
 // queryScrubber removes the query string from the URIs distribution puts in

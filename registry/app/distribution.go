@@ -22,6 +22,10 @@ import (
 // upload session state, made fresh at every start.
 const httpSecretBytes = 32
 
+// layerURLsAllowed is the pattern a layer URL of a pushed manifest must
+// match: any http or https URL.
+const layerURLsAllowed = `^https?://`
+
 // Page bounds for the catalog and tag lists (distribution's own defaults).
 const (
 	maxCatalogEntries = 1000
@@ -56,7 +60,10 @@ func distributionConfig(c *config.Config, tokens *tokenauth.Controller) (*config
 			"maintenance": configuration.Parameters{
 				"readonly": map[any]any{"enabled": c.ReadOnly},
 			},
-			"cache": configuration.Parameters{"blobdescriptor": "inmemory"},
+			// No blob descriptor cache: "stx-registry gc" removes blobs
+			// from another process, and a cached "this blob exists" would
+			// let a client skip an upload and push a manifest naming a
+			// blob that is gone.
 			// The filesystem driver cannot redirect; say so explicitly.
 			"redirect": configuration.Parameters{"disable": true},
 		},
@@ -77,6 +84,22 @@ func distributionConfig(c *config.Config, tokens *tokenauth.Controller) (*config
 		// MaxTags would leave tags/list?n= unbounded.
 		Catalog: configuration.Catalog{MaxEntries: maxCatalogEntries},
 		Tags:    configuration.Tags{MaxTags: maxTagsPerPage},
+		// A non-distributable layer (OCI media type
+		// ...layer.nondistributable.v1.tar, +gzip, +zstd, or Docker's
+		// foreign layer) names the URLs clients may fetch it from.
+		// Distribution accepts no URL at all unless told which, and
+		// answers such a manifest with a 500. Any http or https URL is
+		// accepted (distribution itself refuses other schemes and
+		// fragments, and the front door refuses them first, as a 400).
+		// This is safe: the registry never fetches, follows or serves
+		// these URLs, it only stores the manifest that names them; a
+		// client that fetches one checks the digest of what it gets, and
+		// anyone who may push could as well push any layer content.
+		Validation: configuration.Validation{
+			Manifests: configuration.ValidationManifests{
+				URLs: configuration.URLs{Allow: []string{layerURLsAllowed}},
+			},
+		},
 		// The access log is ours (package accesslog); distribution's would go
 		// through gorilla handlers and is only used by its own server.
 		Log: configuration.Log{AccessLog: configuration.AccessLog{Disabled: true}},

@@ -46,13 +46,16 @@ func TestDistributionConfig(t *testing.T) {
 		{"delete", d.Storage["delete"]["enabled"], true},
 		{"readonly", d.Storage["maintenance"]["readonly"], map[any]any{"enabled": true}},
 		{"uploadpurging default", d.Storage["maintenance"]["uploadpurging"], nil},
-		{"cache", d.Storage["cache"]["blobdescriptor"], "inmemory"},
+		// No blob descriptor cache: gc removes blobs from another process.
+		{"cache", d.Storage["cache"] == nil, true},
 		{"auth type", d.Auth.Type(), tokenauth.Name},
 		{"auth options", d.Auth[tokenauth.Name], configuration.Parameters{tokenauth.ControllerOption: tokens}},
 		// realm, service, issuer, rootcertbundle and autoredirect are
 		// checked by tokenauth's TestTokenOptions.
 		{"signingalgorithms", tokens.Algorithms(), []any{"ES256"}},
 		{"nosniff", d.HTTP.Headers.Get("X-Content-Type-Options"), "nosniff"},
+		{"layer URLs", d.Validation.Manifests.URLs, configuration.URLs{Allow: []string{"^https?://"}}},
+		{"manifest validation on", d.Validation.Disabled, false},
 		{"debug addr", d.HTTP.Debug.Addr, ""},
 		{"prometheus", d.HTTP.Debug.Prometheus.Enabled, false},
 		{"notifications", len(d.Notifications.Endpoints), 0},
@@ -66,6 +69,30 @@ func TestDistributionConfig(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
 		}
 	}
+}
+
+// TestDistributionLogClientErrors checks that distribution's error lines
+// about 4xx answers are logged at info, and those about 5xx at error.
+func TestDistributionLogClientErrors(t *testing.T) {
+	for _, level := range []string{"info", "error"} {
+		var buf bytes.Buffer
+		if err := configureDistributionLog(&buf, "text", level); err != nil {
+			t.Fatal(err)
+		}
+		logrus.WithField("http.response.status", 404).Error("response completed with error: blob unknown")
+		logrus.WithField("http.response.status", 500).Error("response completed with error: disk")
+		out := buf.String()
+		if level == "info" && !strings.Contains(out, `level=info msg="response completed with error: blob unknown"`) {
+			t.Errorf("log level %s: the 404 line is not at info: %q", level, out)
+		}
+		if level == "error" && strings.Contains(out, "blob unknown") {
+			t.Errorf("log level %s: the 404 line is written: %q", level, out)
+		}
+		if !strings.Contains(out, `level=error msg="response completed with error: disk"`) {
+			t.Errorf("log level %s: the 500 line is not at error: %q", level, out)
+		}
+	}
+	_ = configureDistributionLog(os.Stderr, "text", "error")
 }
 
 func TestDistributionLogScrubsQuery(t *testing.T) {

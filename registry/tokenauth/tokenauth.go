@@ -7,7 +7,9 @@
 // its keys are accepted and a key the token server refuses is refused here
 // too. Distribution reads its keys once, when its controller is built;
 // this package only decides when to build a new one. No JWT is parsed or
-// verified here.
+// verified here. A request whose token is verified and grants its access
+// is let through the front door (frontdoor.Open): only then may its body
+// be read.
 package tokenauth
 
 import (
@@ -22,6 +24,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 
 	"stx-registry/registry/config"
+	"stx-registry/registry/frontdoor"
 	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
 )
@@ -120,9 +123,15 @@ func load(path string, base map[string]any) (*tokenKeys, error) {
 
 // Authorized checks the request's bearer token with the current verifier,
 // after looking for a changed bundle at most once per files.CheckInterval.
-// Challenges and errors are distribution's own.
+// Challenges and errors are distribution's own. A granted request is let
+// through the front door (frontdoor.Open): from then on its body may be
+// read.
 func (tc *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
-	return tc.keys.Get().inner.Authorized(r, access...)
+	grant, err := tc.keys.Get().inner.Authorized(r, access...)
+	if err == nil && grant != nil {
+		frontdoor.Open(r.Context())
+	}
+	return grant, err
 }
 
 // Algorithms returns the signing algorithms currently accepted.

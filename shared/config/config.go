@@ -15,9 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"unicode/utf8"
+
+	"stx-registry/shared/files"
 )
 
 // MaxLineBytes bounds one line, not counting its newline. Real lines are
@@ -43,25 +44,15 @@ type Keyword struct {
 	Set func(value string) error
 }
 
-// ParseFile opens path, refusing anything that is not a regular file of at
-// most MaxFileBytes, and parses it with Parse, naming it path in errors.
+// ParseFile reads path, refusing anything that is not a regular file of at
+// most MaxFileBytes (shared/files), and parses it with Parse, naming it path
+// in errors.
 func ParseFile(path string, kws []Keyword) error {
-	f, err := os.Open(path)
+	data, err := files.Read(path, MaxFileBytes)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("config %s: not a regular file", path)
-	}
-	if fi.Size() > MaxFileBytes {
-		return fmt.Errorf("config %s: larger than %d bytes", path, MaxFileBytes)
-	}
-	return Parse(path, f, kws)
+	return Parse(path, bytes.NewReader(data), kws)
 }
 
 // maxErrors bounds how many errors one file reports, so that a file of

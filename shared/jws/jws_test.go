@@ -10,20 +10,22 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/auth/token"
-	"github.com/go-jose/go-jose/v4"
+
+	"stx-registry/shared/jws/jwstest"
 )
 
 // These tests were the token server's (its issuer tests); the parts that
@@ -69,52 +71,24 @@ func rfc7638(k *ecdsa.PublicKey) string {
 	return b64.EncodeToString(sum[:])
 }
 
-// trustedKey does what distribution does with a rootcertbundle: it parses
-// a (here self-signed) certificate for the key and indexes its public key by
-// token.GetJWKThumbprint. It fails the test unless our kid is that index.
+// trustedKey indexes k as distribution indexes a rootcertbundle and fails
+// the test unless our kid is that index.
 func trustedKey(t *testing.T, k crypto.Signer) map[string]crypto.PublicKey {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "registry.local"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs := token.GetJWKThumbprint(cert.PublicKey)
+	keys := jwstest.Trust(t, k)
 	ours, err := KeyID(k.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ours != theirs {
-		t.Fatalf("KeyID = %s, distribution computes %s", ours, theirs)
+	if _, ok := keys[ours]; !ok {
+		t.Fatalf("KeyID = %s, distribution computes %s", ours, slices.Collect(maps.Keys(keys))[0])
 	}
-	return map[string]crypto.PublicKey{theirs: cert.PublicKey}
+	return keys
 }
 
-// verify checks raw with distribution's own verifier, as its token access
-// controller would with alg pinned.
+// verify checks raw with distribution's own verifier.
 func verify(raw, alg string, keys map[string]crypto.PublicKey) (*token.ClaimSet, error) {
-	tok, err := token.NewToken(raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
-	if err != nil {
-		return nil, err
-	}
-	return tok.Verify(token.VerifyOptions{
-		TrustedIssuers:    []string{testIssuer},
-		AcceptedAudiences: []string{testAudience},
-		Roots:             x509.NewCertPool(),
-		TrustedKeys:       keys,
-	})
+	return jwstest.Verify(raw, alg, testIssuer, testAudience, keys)
 }
 
 // testAccess is one entry of the access claim.

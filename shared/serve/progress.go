@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -11,14 +12,19 @@ import (
 // one deadline update per second is noise next to a TLS record per 16 KiB.
 const maxRenewEvery = time.Second
 
-// Progress wraps h so that reading the request body or writing the response
-// pushes the connection's deadlines idle into the future. A transfer of any
-// size and duration then succeeds while bytes keep moving, and a stalled one
-// is cut after idle. Reading the body also renews the write deadline, so a
-// long upload still has time to be answered. Deadlines are renewed at most
-// once per second (more often when idle is short) per request. idle should
-// be the server's Timeouts.Read and Write; if it is not positive, h is
-// returned as is.
+// Progress wraps h so that, once the handler has called AllowProgress for
+// the request, reading the request body or writing the response pushes the
+// connection's deadlines idle into the future. A transfer of any size and
+// duration then succeeds while bytes keep moving, and a stalled one is cut
+// after idle. Reading the body also renews the write deadline, so a long
+// upload still has time to be answered. Deadlines are renewed at most once
+// per second (more often when idle is short) per request.
+//
+// Until AllowProgress is called nothing is renewed: the server's
+// ReadHeaderTimeout, ReadTimeout and WriteTimeout apply in full, so a
+// client that has not been authorized cannot hold a connection open by
+// trickling bytes. idle should be the server's Timeouts.Read and Write; if
+// it is not positive, h is returned as is.
 func Progress(h http.Handler, idle time.Duration) http.Handler {
 	if idle <= 0 {
 		return h
@@ -27,13 +33,27 @@ func Progress(h http.Handler, idle time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := &progress{rc: http.NewResponseController(w), idle: idle, every: every}
 		pw := &progressWriter{ResponseWriter: w, p: p}
+		// A shallow copy: the caller's request stays as it was.
+		r = r.WithContext(context.WithValue(r.Context(), progressKey{}, p))
 		if r.Body != nil && r.Body != http.NoBody {
-			r = r.WithContext(r.Context()) // shallow copy: the caller's request stays as it was
 			r.Body = &progressBody{ReadCloser: r.Body, p: p}
 		}
 		h.ServeHTTP(pw, r)
 	})
 }
+
+// AllowProgress lets the Progress wrapping ctx's request renew the
+// connection's deadlines from now on, as its body is read and its response
+// written. Call it once the request is authorized to move a large body. It
+// does nothing for a request not served through Progress.
+func AllowProgress(ctx context.Context) {
+	if p, ok := ctx.Value(progressKey{}).(*progress); ok {
+		p.allowed.Store(true)
+	}
+}
+
+// progressKey is the context key of a request's *progress.
+type progressKey struct{}
 
 // progress renews one request's deadlines. Body reads and response writes
 // may come from different goroutines, hence the atomics.
@@ -41,13 +61,17 @@ type progress struct {
 	rc        *http.ResponseController
 	idle      time.Duration
 	every     time.Duration
+	allowed   atomic.Bool  // set by AllowProgress
 	lastRead  atomic.Int64 // unix nanoseconds of the last renewal from a read
 	lastWrite atomic.Int64 // same, from a write
 }
 
-// due reports whether last was renewed at least p.every ago, and claims the
-// renewal if so.
+// due reports whether renewals are allowed and last was renewed at least
+// p.every ago, and claims the renewal if so.
 func (p *progress) due(last *atomic.Int64, now time.Time) bool {
+	if !p.allowed.Load() {
+		return false
+	}
 	prev := last.Load()
 	return now.UnixNano()-prev >= int64(p.every) && last.CompareAndSwap(prev, now.UnixNano())
 }

@@ -4,8 +4,8 @@
 // logged through slog. SIGHUP reloads the TLS certificate. Cancelling the
 // context shuts the server down gracefully: in-flight requests get
 // Timeouts.Drain to finish before the remaining connections are closed.
-// Progress lets long uploads and downloads run for as long as bytes keep
-// moving.
+// Progress lets long uploads and downloads that the handler allowed
+// (AllowProgress) run for as long as bytes keep moving.
 package serve
 
 import (
@@ -33,8 +33,8 @@ const MaxHeaderBytes = 16 << 10
 // RegistryTimeouts for what each one guards against.
 type Timeouts struct {
 	ReadHeader time.Duration // request line and headers
-	Read       time.Duration // whole request, or the first idle period under Progress
-	Write      time.Duration // from end of headers to end of response, or the first idle period under Progress
+	Read       time.Duration // whole request, or the first idle period of an allowed request under Progress
+	Write      time.Duration // from end of headers to end of response, or the first idle period of an allowed request under Progress
 	Idle       time.Duration // keep-alive wait for the next request
 	Drain      time.Duration // graceful shutdown before connections are closed
 }
@@ -50,8 +50,9 @@ var APITimeouts = Timeouts{
 
 // RegistryTimeouts suit the registry. Blob transfers run for minutes, so
 // Read and Write are not totals: wrap the handler with Progress(h,
-// RegistryTimeouts.Read) and they become idle limits that each transferred
-// chunk renews.
+// RegistryTimeouts.Read) and, for a request the handler allowed
+// (AllowProgress, once it is authorized), they become idle limits that
+// each transferred chunk renews. For any other request they are totals.
 var RegistryTimeouts = Timeouts{
 	ReadHeader: 10 * time.Second,  // headers are small even on a slow link
 	Read:       60 * time.Second,  // a stalled upload is cut after a minute without bytes
@@ -104,9 +105,11 @@ func Run(ctx context.Context, o Options) error {
 		Protocols: &protocols,
 		// Slowloris: a client must finish its headers promptly.
 		ReadHeaderTimeout: o.Timeouts.ReadHeader,
-		// Bounds a request body; Progress turns this into an idle limit.
+		// Bounds a request body; Progress turns this into an idle limit
+		// for an allowed request.
 		ReadTimeout: o.Timeouts.Read,
-		// Bounds handler plus response; Progress turns this into an idle limit.
+		// Bounds handler plus response; Progress turns this into an idle
+		// limit for an allowed request.
 		WriteTimeout: o.Timeouts.Write,
 		// Closes keep-alive connections nobody uses.
 		IdleTimeout: o.Timeouts.Idle,

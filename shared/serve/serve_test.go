@@ -184,7 +184,8 @@ func TestMaxHeaderBytes(t *testing.T) {
 }
 
 // TestProgress runs uploads and downloads that take three times the read
-// and write timeouts.
+// and write timeouts. Only a request the handler allowed (AllowProgress)
+// has its deadlines renewed.
 func TestProgress(t *testing.T) {
 	const (
 		chunks = 20
@@ -196,14 +197,17 @@ func TestProgress(t *testing.T) {
 		name     string
 		upload   bool
 		progress bool
-		stallAt  int // upload: stop sending after this many chunks, for 3*idle
+		deny     bool // the handler does not call AllowProgress
+		stallAt  int  // upload: stop sending after this many chunks, for 3*idle
 		ok       bool
 	}{
 		{name: "slow upload", upload: true, progress: true, ok: true},
 		{name: "slow upload without progress", upload: true},
+		{name: "slow upload not allowed", upload: true, progress: true, deny: true},
 		{name: "stalled upload", upload: true, progress: true, stallAt: 3},
 		{name: "slow download", progress: true, ok: true},
 		{name: "slow download without progress"},
+		{name: "slow download not allowed", progress: true, deny: true},
 	}
 	for _, tt := range tests {
 		for _, h2 := range []bool{false, true} {
@@ -215,6 +219,9 @@ func TestProgress(t *testing.T) {
 				}
 				got := make(chan result, 1)
 				var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !tt.deny {
+						AllowProgress(r.Context())
+					}
 					if tt.upload {
 						n, err := io.Copy(io.Discard, r.Body)
 						got <- result{n, err}

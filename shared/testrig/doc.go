@@ -15,7 +15,13 @@
 //     they answer (Start, Proc);
 //   - a throwaway Keystone run by ops/test-keystone.sh and its admin REST
 //     calls: users, projects, roles, domains, role assignments (StartKeystone);
+//   - a private containerd (StartContainerd) and a private docker engine on
+//     it, with the docker CLI and the registry CA dockerd reads from
+//     /etc/docker/certs.d, sharing nothing with the machine's own
+//     (StartDockerd);
 //   - OCI image layouts with random, incompressible layers (NewImage);
+//   - ext4 filesystems on loop devices, for storage roots that must be
+//     mount points or must fill up (LoopDevice);
 //   - the check that a daemon's section 5 man page documents exactly the
 //     configuration keywords it accepts (CheckManPage).
 //

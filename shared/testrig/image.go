@@ -74,6 +74,9 @@ type Image struct {
 	Raw      []byte // the manifest's bytes
 }
 
+// Path is the file holding the layer's blob.
+func (l Layer) Path() string { return l.blob }
+
 // Ref is the image's skopeo/podman transport reference.
 func (im *Image) Ref() string { return "oci:" + im.Dir + ":" + im.Tag }
 

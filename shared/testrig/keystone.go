@@ -240,13 +240,19 @@ func (k *Keystone) ID(kind, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var v map[string][]struct {
+	// The reply also holds "links", an object: decode only the list.
+	var v map[string]json.RawMessage
+	var list []struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal(body, &v); status != http.StatusOK || err != nil || len(v[kind]) != 1 {
+	err = json.Unmarshal(body, &v)
+	if err == nil {
+		err = json.Unmarshal(v[kind], &list)
+	}
+	if status != http.StatusOK || err != nil || len(list) != 1 {
 		return "", fmt.Errorf("keystone look up %s %s: status %d: %s (%v)", strings.TrimSuffix(kind, "s"), name, status, body, err)
 	}
-	return v[kind][0].ID, nil
+	return list[0].ID, nil
 }
 
 // CreateUser makes an enabled user in the Default domain.

@@ -204,6 +204,35 @@ func (p *Proc) WaitReady(ctx context.Context, c *http.Client, url string, ready 
 	}
 }
 
+// WaitSocket polls the Unix socket path until it accepts a connection, the
+// process exits, ctx ends or wait passes.
+func (p *Proc) WaitSocket(ctx context.Context, path string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	var d net.Dialer
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited before serving %s: %v", path, p.err)
+		default:
+		}
+		dctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		conn, err := d.DialContext(dctx, "unix", path)
+		cancel()
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not serving within %v: %w", path, wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
 // statusTimeout bounds one Status request.
 const statusTimeout = 2 * time.Second
 

@@ -118,3 +118,64 @@ func descriptors(ls []Layer) []Descriptor {
 	}
 	return ds
 }
+
+// TestTrustCA: Stop removes the CA files TrustCA placed and the
+// directories it created, and nothing else; an existing ca.crt is refused.
+func TestTrustCA(t *testing.T) {
+	tmp := t.TempDir()
+	saved := dockerCertsDir
+	t.Cleanup(func() { dockerCertsDir = saved })
+	dockerCertsDir = filepath.Join(tmp, "etc", "docker", "certs.d")
+	if err := os.Mkdir(filepath.Join(tmp, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(tmp, "ca.pem")
+	if err := os.WriteFile(ca, []byte("CA"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d := &Dockerd{}
+	for _, hp := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		if err := d.TrustCA(hp, ca); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dockerCertsDir, hp, "ca.crt")); err != nil || string(b) != "CA" {
+			t.Fatalf("%s/ca.crt: %q, %v", hp, b, err)
+		}
+	}
+	if err := d.TrustCA("127.0.0.1:1", ca); err == nil {
+		t.Error("TrustCA replaced a ca.crt that was already there")
+	}
+	// Someone else's entry, added meanwhile, stays, and so do the
+	// directories holding it.
+	other := filepath.Join(dockerCertsDir, "127.0.0.1:3")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	for _, p := range []string{filepath.Join(dockerCertsDir, "127.0.0.1:1"), filepath.Join(dockerCertsDir, "127.0.0.1:2")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is left after Stop: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("Stop removed another entry: %v", err)
+	}
+	// With nothing else there, Stop removes the directories it made.
+	for _, p := range []string{other, dockerCertsDir, filepath.Dir(dockerCertsDir)} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d = &Dockerd{}
+	if err := d.TrustCA("127.0.0.1:1", ca); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	if _, err := os.Stat(filepath.Join(tmp, "etc", "docker")); !os.IsNotExist(err) {
+		t.Errorf("Stop left the directories TrustCA created: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "etc")); err != nil {
+		t.Errorf("Stop removed a directory TrustCA did not create: %v", err)
+	}
+}

@@ -73,26 +73,26 @@ func NewPolicy(c PolicyConfig) (*Policy, error) {
 	var errs []error
 	for _, u := range c.AdminUsers {
 		if err := checkUserName(u); err != nil {
-			errs = append(errs, fmt.Errorf("admin_user %s: %w", Echo(u), err))
+			errs = append(errs, fmt.Errorf("admin_user %s: %w", echo(u), err))
 		}
 		p.admins[u] = true
 	}
 	for _, ns := range c.PublicNamespaces {
 		if !ValidComponent(ns) {
-			errs = append(errs, fmt.Errorf("public_namespace %s: not a repository path component, want lowercase like %q", Echo(ns), "public"))
+			errs = append(errs, fmt.Errorf("public_namespace %s: not a repository path component, want lowercase like %q", echo(ns), "public"))
 		}
 		p.publicNamespaces[ns] = true
 		p.reserved[ns] = true
 	}
 	for _, r := range c.PublicRepositories {
 		if !validRepository(r) {
-			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", Echo(r), "library/busybox"))
+			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", echo(r), "library/busybox"))
 		}
 		p.publicRepositories[r] = true
 	}
 	for _, ns := range c.ReservedNamespaces {
 		if !ValidComponent(ns) {
-			errs = append(errs, fmt.Errorf("reserved_namespace %s: not a repository path component, want lowercase like %q", Echo(ns), "docker.io"))
+			errs = append(errs, fmt.Errorf("reserved_namespace %s: not a repository path component, want lowercase like %q", echo(ns), "docker.io"))
 		}
 		p.reserved[ns] = true
 	}

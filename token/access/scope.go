@@ -84,13 +84,13 @@ func ParseScopes(values []string) ([]Access, error) {
 			}
 			a, err := parseScope(s)
 			if err != nil {
-				return nil, fmt.Errorf("scope %s: %w", Echo(s), err)
+				return nil, fmt.Errorf("scope %s: %w", echo(s), err)
 			}
 			key := a.Type + ":" + a.Name
 			if i, ok := index[key]; ok {
 				out[i].Actions = mergeActions(out[i].Actions, a.Actions)
 				if len(out[i].Actions) > MaxActions {
-					return nil, fmt.Errorf("scope %s: more than %d actions over repeated scopes", Echo(s), MaxActions)
+					return nil, fmt.Errorf("scope %s: more than %d actions over repeated scopes", echo(s), MaxActions)
 				}
 				continue
 			}
@@ -212,9 +212,9 @@ func isLowerDigit(c byte) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 }
 
-// Echo quotes at most maxEchoBytes of untrusted input for an error message,
+// echo quotes at most maxEchoBytes of untrusted input for an error message,
 // escaping anything unprintable.
-func Echo(s string) string {
+func echo(s string) string {
 	if len(s) > maxEchoBytes {
 		return strconv.QuoteToASCII(s[:maxEchoBytes]) + "..."
 	}

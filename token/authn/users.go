@@ -4,19 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"stx-registry/shared/files"
 	"stx-registry/token/access"
 )
 
@@ -28,8 +27,6 @@ const (
 	// maxBcryptPasswordBytes is bcrypt's own limit; longer passwords could
 	// not have been set with passwd, so they are simply wrong.
 	maxBcryptPasswordBytes = 72
-	// usersRecheck is how often a login may stat the file to notice edits.
-	usersRecheck = time.Second
 )
 
 // bcryptCost is paid once per user per cache_ttl, thanks to the cache.
@@ -44,63 +41,52 @@ var dummyHash = sync.OnceValue(func() []byte {
 })
 
 // UsersFile authenticates against a local bcrypt users file. Edits (by
-// passwd) are picked up without a restart; a file that becomes unreadable or
-// invalid is logged and the last good contents stay in force.
+// passwd) are picked up without a restart: a login stats the file at most
+// once per files.CheckInterval. A file that becomes unreadable or invalid
+// is logged and the last good contents stay in force.
 type UsersFile struct {
-	path string
-	log  *slog.Logger
-
-	mu        sync.Mutex
-	users     map[string][]byte // name → bcrypt hash
-	modTime   time.Time
-	size      int64
-	lastCheck time.Time
+	users *files.Watched[map[string][]byte] // name → bcrypt hash; read-only
 }
 
 // NewUsersFile loads path, refusing a file that group or others can read.
 func NewUsersFile(path string, log *slog.Logger) (*UsersFile, error) {
-	u := &UsersFile{path: path, log: log}
-	if err := u.load(); err != nil {
+	users, err := files.New(files.Watch[map[string][]byte]{
+		Paths:    []string{path},
+		Load:     func() (map[string][]byte, error) { return loadUsers(path) },
+		Interval: files.CheckInterval,
+		Loaded: func(users map[string][]byte) {
+			log.Info("users file reloaded", "path", path, "users", len(users))
+		},
+		Failed: func(err error) {
+			log.Error("users file not reloaded, keeping the previous contents", "err", err)
+		},
+	})
+	if err != nil {
 		return nil, err
 	}
-	return u, nil
+	return &UsersFile{users: users}, nil
 }
 
-func (u *UsersFile) load() error {
-	f, err := os.Open(u.path)
+// loadUsers reads and parses the users file at path, which must be a
+// private regular file.
+func loadUsers(path string) (map[string][]byte, error) {
+	data, err := files.ReadPrivate(path, maxUsersFileBytes)
 	if err != nil {
-		return fmt.Errorf("users_file: %w", err)
+		return nil, fmt.Errorf("users_file: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("users_file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("users_file %s is accessible by group or others (mode %04o): chmod 600 %s", u.path, fi.Mode().Perm(), u.path)
-	}
-	users, err := parseUsers(u.path, io.LimitReader(f, maxUsersFileBytes+1))
-	if err != nil {
-		return err
-	}
-	u.users, u.modTime, u.size = users, fi.ModTime(), fi.Size()
-	return nil
+	return parseUsers(path, data)
 }
 
 // parseUsers reads the users file format; errors name the file and line.
-func parseUsers(name string, r io.Reader) (map[string][]byte, error) {
+// The caller bounds data (maxUsersFileBytes).
+func parseUsers(name string, data []byte) (map[string][]byte, error) {
 	users := make(map[string][]byte)
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, maxUsersLineBytes), maxUsersLineBytes)
-	total, n := 0, 0
+	n := 0
 	for sc.Scan() {
 		n++
-		line := sc.Bytes()
-		total += len(line) + 1
-		if total > maxUsersFileBytes {
-			return nil, fmt.Errorf("%s: larger than %d bytes", name, maxUsersFileBytes)
-		}
-		line = bytes.TrimSpace(line)
+		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
@@ -146,39 +132,14 @@ func checkUsername(name string) error {
 	return nil
 }
 
-// refresh re-reads the file when its size or mtime changed, at most once a
-// second. Called with u.mu held.
-func (u *UsersFile) refresh(now time.Time) {
-	if now.Sub(u.lastCheck) < usersRecheck {
-		return
-	}
-	u.lastCheck = now
-	fi, err := os.Stat(u.path)
-	if err == nil && fi.ModTime().Equal(u.modTime) && fi.Size() == u.size {
-		return
-	}
-	if err := u.load(); err != nil {
-		u.log.Error("users file not reloaded, keeping the previous contents", "err", err)
-		return
-	}
-	u.log.Info("users file reloaded", "path", u.path, "users", len(u.users))
-}
-
 // Recheck lets the next login or user check stat the file at once,
 // skipping the once-a-second limit.
-func (u *UsersFile) Recheck() {
-	u.mu.Lock()
-	u.lastCheck = time.Time{}
-	u.mu.Unlock()
-}
+func (u *UsersFile) Recheck() { u.users.Recheck() }
 
 // Authenticate implements Authenticator with a bcrypt comparison, which is
 // constant-time by construction and costs the same for unknown users.
 func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
-	u.mu.Lock()
-	u.refresh(time.Now())
-	hash, ok := u.users[c.User]
-	u.mu.Unlock()
+	hash, ok := u.users.Get()[c.User]
 	if !ok {
 		hash = dummyHash()
 	}
@@ -194,10 +155,7 @@ func (u *UsersFile) Authenticate(_ context.Context, c Credentials) (access.Ident
 // Exists reports whether name is in the users file, re-reading it first if
 // it changed.
 func (u *UsersFile) Exists(name string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.refresh(time.Now())
-	_, ok := u.users[name]
+	_, ok := u.users.Get()[name]
 	return ok
 }
 
@@ -211,15 +169,14 @@ func SetPassword(path, user string, password []byte) error {
 		return fmt.Errorf("password longer than %d bytes (bcrypt's limit)", maxBcryptPasswordBytes)
 	}
 	var users map[string][]byte
-	f, err := os.Open(path)
+	data, err := files.Read(path, maxUsersFileBytes)
 	switch {
-	case os.IsNotExist(err):
+	case errors.Is(err, fs.ErrNotExist):
 		users = map[string][]byte{}
 	case err != nil:
 		return err
 	default:
-		users, err = parseUsers(path, io.LimitReader(f, maxUsersFileBytes+1))
-		f.Close()
+		users, err = parseUsers(path, data)
 		if err != nil {
 			return err
 		}
@@ -241,40 +198,5 @@ func SetPassword(path, user string, password []byte) error {
 	for _, name := range slices.Sorted(maps.Keys(users)) {
 		fmt.Fprintf(&buf, "%s:%s\n", name, users[name])
 	}
-	return WriteFileAtomic(path, buf.Bytes(), 0o600)
-}
-
-// WriteFileAtomic replaces path with data: a temporary file in the same
-// directory, fsync, rename, fsync of the directory.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return files.WriteAtomic(path, buf.Bytes(), 0o600)
 }

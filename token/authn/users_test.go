@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -59,18 +58,14 @@ func TestUsersFile(t *testing.T) {
 	if err := SetPassword(path, "bob", nil); err != nil {
 		t.Fatal(err)
 	}
-	u.mu.Lock()
-	u.lastCheck = time.Time{}
-	u.mu.Unlock()
+	u.Recheck()
 	check("alice", "new", true)
 	check("alice", "pw-a", false)
 	check("bob", "pw-b", false)
 
 	// A broken edit keeps the last good contents.
 	os.WriteFile(path, []byte("garbage without colon\n"), 0o600)
-	u.mu.Lock()
-	u.lastCheck = time.Time{}
-	u.mu.Unlock()
+	u.Recheck()
 	check("alice", "new", true)
 
 	if err := SetPassword(path, "nobody", nil); err == nil {
@@ -124,7 +119,7 @@ func FuzzParseUsers(f *testing.F) {
 	f.Add("# comment\nalice:$2a$04$abcdefghijklmnopqrstuu5gC6hTL9tVZyh2zvJ6rn2sWxWv2vXzG\n")
 	f.Add("a:b:c\n\n  \n")
 	f.Fuzz(func(t *testing.T, s string) {
-		users, err := parseUsers("f", strings.NewReader(s))
+		users, err := parseUsers("f", []byte(s))
 		if err == nil {
 			for name := range users {
 				if checkUsername(name) != nil {

@@ -1,4 +1,6 @@
-// Package issuer owns the access tokens: the signing keys (loading, the
-// key → JWS algorithm rule, kid), the claim layout, signing, and the JWKS
-// of the public keys. It knows nothing about HTTP.
+// Package issuer owns the access tokens: the signing keys in use (the first
+// signs, all are published during a rotation), the claim layout, and the
+// JWKS of the public keys. Which algorithm a key signs with, its kid, the
+// signature itself and loading a key file are shared/jws's. It knows
+// nothing about HTTP.
 package issuer

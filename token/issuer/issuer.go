@@ -2,17 +2,14 @@ package issuer
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	_ "crypto/sha512" // links SHA-384 and SHA-512 for crypto.Hash.New
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
+	"stx-registry/shared/jws"
 	"stx-registry/token/access"
 )
 
@@ -24,11 +21,6 @@ const (
 	DefaultTokenTTL = 5 * time.Minute
 	// MaxTokenTTL bounds how long a leaked bearer token stays useful.
 	MaxTokenTTL = time.Hour
-	// MaxKeyFileBytes bounds a signing key file: an RSA 8192 key is about
-	// 6 KiB of PEM; the rest leaves room for a certificate alongside.
-	MaxKeyFileBytes = 64 << 10
-	// minRSABits is the smallest RSA key we sign with.
-	minRSABits = 2048
 	// maxIssuerBytes bounds the issuer name.
 	maxIssuerBytes = 255
 	// jtiBytes of crypto/rand make each token's ID unique.
@@ -42,13 +34,8 @@ var b64 = base64.RawURLEncoding
 type Issuer struct {
 	name   string
 	ttl    time.Duration
-	signer crypto.Signer
+	signer *jws.Signer // keys[0]
 	keys   []crypto.Signer
-	kid    string
-	alg    string
-	hash   crypto.Hash // 0 for Ed25519, which signs the message itself
-	ecSize int         // ECDSA field size in bytes for r||s; 0 otherwise
-	header string      // base64url of the JSON header, the same for every token
 }
 
 // New returns an Issuer naming itself name in "iss", issuing tokens
@@ -64,42 +51,19 @@ func New(name string, ttl time.Duration, keys ...crypto.Signer) (*Issuer, error)
 		return nil, errors.New("no signing key, give at least one")
 	}
 	for n, k := range keys {
-		if _, err := Algorithm(k.Public()); err != nil {
+		if _, err := jws.Algorithm(k.Public()); err != nil {
 			return nil, fmt.Errorf("signing key %d: %w", n+1, err)
 		}
 	}
-	pub := keys[0].Public()
-	alg, _ := Algorithm(pub)
-	kid, err := KeyID(pub)
+	signer, err := jws.NewSigner(keys[0])
 	if err != nil {
 		return nil, err
 	}
-	i := &Issuer{name: name, ttl: ttl, signer: keys[0], keys: keys, kid: kid, alg: alg}
-	switch alg {
-	case "ES256", "RS256":
-		i.hash = crypto.SHA256
-	case "ES384":
-		i.hash = crypto.SHA384
-	case "ES512":
-		i.hash = crypto.SHA512
-	}
-	if k, ok := pub.(*ecdsa.PublicKey); ok {
-		i.ecSize = (k.Curve.Params().BitSize + 7) / 8
-	}
-	h, err := json.Marshal(struct {
-		Typ string `json:"typ"`
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-	}{"JWT", alg, kid})
-	if err != nil {
-		return nil, err
-	}
-	i.header = b64.EncodeToString(h)
-	return i, nil
+	return &Issuer{name: name, ttl: ttl, signer: signer, keys: keys}, nil
 }
 
 // Algorithm returns the JWS algorithm the issuer signs with.
-func (i *Issuer) Algorithm() string { return i.alg }
+func (i *Issuer) Algorithm() string { return i.signer.Algorithm() }
 
 // TTL returns the lifetime of the tokens the issuer signs.
 func (i *Issuer) TTL() time.Duration { return i.ttl }
@@ -159,51 +123,16 @@ func (i *Issuer) Sign(subject, audience string, granted []access.Access, now tim
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	buf := make([]byte, 0, len(i.header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
-	buf = append(buf, i.header...)
-	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, payload)
-	sig, err := i.signature(buf)
+	raw, err := i.signer.Sign(payload)
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, sig)
 	return Token{
-		Raw:       string(buf),
+		Raw:       raw,
 		ID:        c.JWTID,
 		IssuedAt:  time.Unix(c.IssuedAt, 0),
 		ExpiresAt: time.Unix(c.Expiration, 0),
 	}, nil
-}
-
-// signature signs the JWS signing input with the issuer's algorithm.
-func (i *Issuer) signature(input []byte) ([]byte, error) {
-	if i.hash == 0 {
-		return i.signer.Sign(rand.Reader, input, crypto.Hash(0)) // Ed25519
-	}
-	h := i.hash.New()
-	h.Write(input)
-	sig, err := i.signer.Sign(rand.Reader, h.Sum(nil), i.hash)
-	if err != nil || i.ecSize == 0 {
-		return sig, err // RSA PKCS#1 v1.5
-	}
-	// crypto.Signer gives ECDSA signatures in ASN.1; JWS wants r and s as
-	// fixed-size big-endian integers, concatenated (RFC 7518 §3.4).
-	var rs struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(sig, &rs)
-	if err != nil || len(rest) != 0 || !fits(rs.R, i.ecSize) || !fits(rs.S, i.ecSize) {
-		return nil, errors.New("ecdsa signer returned a malformed signature")
-	}
-	out := make([]byte, 2*i.ecSize)
-	rs.R.FillBytes(out[:i.ecSize])
-	rs.S.FillBytes(out[i.ecSize:])
-	return out, nil
-}
-
-// fits reports whether n is positive and fits in size bytes.
-func fits(n *big.Int, size int) bool {
-	return n.Sign() > 0 && n.BitLen() <= 8*size
 }
 
 // Load reads the signing keys at paths (the first signs) and returns
@@ -211,7 +140,7 @@ func fits(n *big.Int, size int) bool {
 func Load(name string, ttl time.Duration, paths []string) (*Issuer, error) {
 	keys := make([]crypto.Signer, 0, len(paths))
 	for _, p := range paths {
-		k, err := LoadSigningKey(p)
+		k, err := jws.LoadSigningKey(p)
 		if err != nil {
 			return nil, fmt.Errorf("signing_key: %w", err)
 		}

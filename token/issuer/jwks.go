@@ -7,6 +7,8 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"math/big"
+
+	"stx-registry/shared/jws"
 )
 
 // jwk is one public key of a JWKS (RFC 7517). Its "kid" is KeyID, the value
@@ -32,11 +34,11 @@ func JWKS(pubs []crypto.PublicKey) ([]byte, error) {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
 	for _, pub := range pubs {
-		alg, err := Algorithm(pub)
+		alg, err := jws.Algorithm(pub)
 		if err != nil {
 			return nil, err
 		}
-		kid, err := KeyID(pub)
+		kid, err := jws.KeyID(pub)
 		if err != nil {
 			return nil, err
 		}

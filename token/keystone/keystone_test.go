@@ -13,228 +13,66 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"stx-registry/shared/testrig"
 	"stx-registry/shared/tlsconf/tlstest"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 )
 
-// The real Keystone (ops/test-keystone.sh) is started at most once per test
-// binary, by the first test that asks for it, and stopped by TestMain.
+// The real Keystone (shared/testrig, through ops/test-keystone.sh) is
+// started at most once per test binary, by the first test that asks for it,
+// and stopped by TestMain.
 var (
 	keystoneOnce sync.Once
-	keystoneProc *testKeystone // non-nil once a process was started
+	keystoneProc *testrig.Keystone // non-nil once a process was started
+	keystoneDir  string
 	keystoneErr  error
-)
-
-const (
-	// testKeystoneAdminPassword is the throwaway Keystone's bootstrap
-	// password; it exists only for the life of the test binary.
-	testKeystoneAdminPassword = "stx-test-admin-secret"
-	// testKeystoneStart bounds Keystone's set-up and start (about 20 s on
-	// an idle machine, more on a busy one).
-	testKeystoneStart = 90 * time.Second
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if keystoneProc != nil {
-		keystoneProc.stop()
+		keystoneProc.Stop()
+	}
+	if keystoneDir != "" {
+		os.RemoveAll(keystoneDir)
 	}
 	os.Exit(code)
 }
 
-// testKeystone is a running Keystone and an admin token for its REST API.
+// testKeystone is the shared Keystone with the few admin calls these tests
+// make, each failing the test on error.
 type testKeystone struct {
-	url    string // http://127.0.0.1:PORT/v3
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	token  string // admin, scoped to project admin
-	seq    atomic.Int64
-	client *http.Client
+	*testrig.Keystone
+	url string // http://127.0.0.1:PORT/v3
+	seq *atomic.Int64
 }
+
+var keystoneSeq atomic.Int64
 
 // realKeystone returns the shared Keystone, starting it on first use. A
 // missing Keystone is a failure, not a skip: the backend must be tested
 // against the real thing.
 func realKeystone(t *testing.T) *testKeystone {
 	t.Helper()
-	keystoneOnce.Do(func() { keystoneProc, keystoneErr = startKeystone() })
+	keystoneOnce.Do(func() {
+		if keystoneDir, keystoneErr = os.MkdirTemp("", "stx-test-keystone-"); keystoneErr != nil {
+			return
+		}
+		keystoneProc, keystoneErr = testrig.StartKeystone(context.Background(), keystoneDir)
+	})
 	if keystoneErr != nil {
 		t.Fatal(keystoneErr)
 	}
-	return keystoneProc
-}
-
-func startKeystone() (*testKeystone, error) {
-	if _, err := exec.LookPath("keystone-wsgi-public"); err != nil {
-		return nil, errors.New("keystone-wsgi-public not found: run make test-deps")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "ops", "test-keystone.sh"))
-	if err != nil {
-		return nil, err
-	}
-	port, err := freeLoopbackPort()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "stx-test-keystone-")
-	if err != nil {
-		return nil, err
-	}
-	out, err := os.Create(filepath.Join(dir, "output.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("/bin/sh", script, filepath.Join(dir, "keystone"), strconv.Itoa(port), testKeystoneAdminPassword)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, so stop reaches keystone-manage too; and
-	// killed with us should the test binary die without TestMain.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", script, err)
-	}
-	k := &testKeystone{
-		url:    fmt.Sprintf("http://127.0.0.1:%d/v3", port),
-		dir:    dir,
-		cmd:    cmd,
-		exited: make(chan struct{}),
-		client: &http.Client{Timeout: 30 * time.Second},
-	}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(k.exited)
-	}()
-	if err := k.waitReady(); err != nil {
-		return k, err
-	}
-	tok, err := k.adminToken()
-	if err != nil {
-		return k, err
-	}
-	k.token = tok
-	return k, nil
-}
-
-// freeLoopbackPort asks the kernel for a free port; Keystone takes a port
-// number, not a listener, so this is as close to port 0 as it gets.
-func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func (k *testKeystone) waitReady() error {
-	deadline := time.Now().Add(testKeystoneStart)
-	for {
-		select {
-		case <-k.exited:
-			return fmt.Errorf("test keystone exited during start-up:\n%s", k.logTail())
-		default:
-		}
-		if resp, err := k.client.Get(k.url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("test keystone not answering GET %s after %s:\n%s", k.url, testKeystoneStart, k.logTail())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// logTail is the end of the script's and keystone-manage's output.
-func (k *testKeystone) logTail() string {
-	var b strings.Builder
-	for _, f := range []string{"output.log", "keystone/keystone-manage.log", "keystone/keystone.log"} {
-		data, _ := os.ReadFile(filepath.Join(k.dir, f))
-		if len(data) > 2000 {
-			data = data[len(data)-2000:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", f, data)
-	}
-	return b.String()
-}
-
-func (k *testKeystone) stop() {
-	_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-k.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
-		<-k.exited
-	}
-	os.RemoveAll(k.dir)
-}
-
-// send makes one REST call, retrying a 500: the sqlite backend sometimes
-// fails a write. It returns the last status and the decoded body.
-func (k *testKeystone) send(method, path string, body any) (int, http.Header, map[string]any, error) {
-	var data []byte
-	if body != nil {
-		var err error
-		if data, err = json.Marshal(body); err != nil {
-			return 0, nil, nil, err
-		}
-	}
-	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequest(method, k.url+path, bytes.NewReader(data))
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if k.token != "" {
-			req.Header.Set("X-Auth-Token", k.token)
-		}
-		resp, err := k.client.Do(req)
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		if resp.StatusCode == http.StatusInternalServerError && attempt < 5 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-			continue
-		}
-		var out map[string]any
-		if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
-			return 0, nil, nil, fmt.Errorf("%s %s: %d, not JSON: %.200s", method, path, resp.StatusCode, raw)
-		}
-		return resp.StatusCode, resp.Header, out, nil
-	}
-}
-
-func (k *testKeystone) adminToken() (string, error) {
-	status, hdr, body, err := k.send(http.MethodPost, "/auth/tokens", PasswordAuth("admin", testKeystoneAdminPassword, "admin"))
-	if err != nil {
-		return "", fmt.Errorf("test keystone admin login: %w", err)
-	}
-	if status != http.StatusCreated || hdr.Get("X-Subject-Token") == "" {
-		return "", fmt.Errorf("test keystone admin login: %d %v", status, body)
-	}
-	return hdr.Get("X-Subject-Token"), nil
+	return &testKeystone{Keystone: keystoneProc, url: keystoneProc.URL, seq: &keystoneSeq}
 }
 
 // name returns base with a suffix unique to this test binary, so tests (and
@@ -243,67 +81,45 @@ func (k *testKeystone) name(base string) string {
 	return fmt.Sprintf("%s-%d", base, k.seq.Add(1))
 }
 
-// create POSTs obj to /collection and returns the new id. A 409 can only
-// follow a retried 500 whose write went through (names are unique), so the
-// object is then looked up by name.
-func (k *testKeystone) create(t *testing.T, collection string, obj map[string]any) string {
+func (k *testKeystone) create(t *testing.T, kind, name string, fields map[string]any) string {
 	t.Helper()
-	kind := strings.TrimSuffix(collection, "s")
-	status, _, body, err := k.send(http.MethodPost, "/"+collection, map[string]any{kind: obj})
+	id, err := k.Create(kind, name, fields)
 	if err != nil {
-		t.Fatalf("create %s: %v", kind, err)
+		t.Fatal(err)
 	}
-	switch status {
-	case http.StatusCreated:
-		return body[kind].(map[string]any)["id"].(string)
-	case http.StatusConflict:
-		_, _, list, err := k.send(http.MethodGet, "/"+collection+"?name="+url.QueryEscape(obj["name"].(string)), nil)
-		if err != nil {
-			t.Fatalf("look up %s: %v", kind, err)
-		}
-		if items, _ := list[collection].([]any); len(items) == 1 {
-			return items[0].(map[string]any)["id"].(string)
-		}
-	}
-	t.Fatalf("create %s %v: %d %v", kind, obj["name"], status, body)
-	return ""
+	return id
 }
 
 func (k *testKeystone) createDomain(t *testing.T, name string) string {
-	return k.create(t, "domains", map[string]any{"name": name})
+	return k.create(t, "domains", name, nil)
 }
 
 func (k *testKeystone) createUser(t *testing.T, domainID, name, password string, enabled bool) string {
-	return k.create(t, "users", map[string]any{"name": name, "domain_id": domainID, "password": password, "enabled": enabled})
+	return k.create(t, "users", name, map[string]any{"domain_id": domainID, "password": password, "enabled": enabled})
 }
 
 func (k *testKeystone) createProject(t *testing.T, domainID, name string) string {
-	return k.create(t, "projects", map[string]any{"name": name, "domain_id": domainID})
+	return k.create(t, "projects", name, map[string]any{"domain_id": domainID})
 }
 
 func (k *testKeystone) createRole(t *testing.T, name string) string {
-	return k.create(t, "roles", map[string]any{"name": name})
+	return k.create(t, "roles", name, nil)
 }
 
 // roleID finds a role by name, such as bootstrap's "reader".
 func (k *testKeystone) roleID(t *testing.T, name string) string {
 	t.Helper()
-	_, _, list, err := k.send(http.MethodGet, "/roles?name="+url.QueryEscape(name), nil)
+	id, err := k.ID("roles", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	items, _ := list["roles"].([]any)
-	if len(items) != 1 {
-		t.Fatalf("role %q: %v", name, list)
-	}
-	return items[0].(map[string]any)["id"].(string)
+	return id
 }
 
 func (k *testKeystone) grant(t *testing.T, projectID, userID, roleID string) {
 	t.Helper()
-	status, _, body, err := k.send(http.MethodPut, "/projects/"+projectID+"/users/"+userID+"/roles/"+roleID, nil)
-	if err != nil || status != http.StatusNoContent {
-		t.Fatalf("grant role: %d %v %v", status, body, err)
+	if err := k.Assign(projectID, userID, roleID); err != nil {
+		t.Fatal(err)
 	}
 }
 

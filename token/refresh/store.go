@@ -24,8 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"stx-registry/shared/files"
 	"stx-registry/token/access"
-	"stx-registry/token/authn"
 )
 
 const (
@@ -360,12 +360,12 @@ func (s *FileStore) update(change func(entries map[string]refreshLine) error) er
 	}
 	if damaged != nil {
 		saved := fmt.Sprintf("%s.corrupt-%d", s.path, s.now().Unix())
-		if err := authn.WriteFileAtomic(saved, damaged, 0o600); err != nil {
+		if err := files.WriteAtomic(saved, damaged, 0o600); err != nil {
 			return fmt.Errorf("refresh token store: saving the damaged file: %w", err)
 		}
 		s.log.Error("refresh token store: damaged file saved before rewriting it", "saved", saved)
 	}
-	if err := authn.WriteFileAtomic(s.path, s.encode(), 0o600); err != nil {
+	if err := files.WriteAtomic(s.path, s.encode(), 0o600); err != nil {
 		return fmt.Errorf("refresh token store %s: %w", s.path, err)
 	}
 	s.stat, _ = os.Stat(s.path) // our own write needs no re-read

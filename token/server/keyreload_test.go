@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"stx-registry/shared/jws"
 	"stx-registry/token/config"
 	"stx-registry/token/internal/fixture"
 	"stx-registry/token/issuer"
@@ -14,7 +15,7 @@ import (
 
 func kidOf(t *testing.T, s *Server) string {
 	t.Helper()
-	kid, err := issuer.KeyID(s.issuer.Load().PublicKeys()[0])
+	kid, err := jws.KeyID(s.issuer.Load().PublicKeys()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestReloadSigningKeys(t *testing.T) {
 	}
 	s.issuer.Store(iss)
 	oldKid := kidOf(t, s)
-	newKid, _ := issuer.KeyID(nk.Public())
+	newKid, _ := jws.KeyID(nk.Public())
 
 	// Step 2 of a rotation: the new key signs, the old one stays listed.
 	fixture.KeyConfig(dir, "", newKey, oldKey)
