@@ -7,6 +7,7 @@
 //	stx-token-server [-f CONFIG] [-t]
 //	stx-token-server passwd -f USERS_FILE [-d] USER
 //	stx-token-server revoke [-f CONFIG] (-user USER | -all)
+//	stx-token-server unlock [-f CONFIG] USER
 //	stx-token-server jwks [-f CONFIG]
 //	stx-token-server -version
 //
@@ -24,12 +25,15 @@
 //	GET  /readyz           readiness: 200 when the backend (Keystone) answers, else 503
 //	GET  /metrics          Prometheus text format, to metrics_network clients only
 //
-// Passwords are checked through three layers: a credential cache of recent
-// successes (cache_ttl), a brute-force backoff per user and per client
-// address that answers 429 with Retry-After and sends Keystone fewer
-// failures per user and keystone_lockout_window than its lockout threshold
-// (backoff_free, backoff_max, keystone_lockout_attempts,
-// keystone_lockout_window), and the backend.
+// Passwords are checked through layers: a credential cache of recent
+// successes (cache_ttl); a brute-force backoff per user, and per client
+// address for password sprayers, that answers 429 with Retry-After
+// (backoff_free, backoff_max, backoff_spray_users); a Keystone lockout
+// guard that never sends Keystone the failure that would lock an account
+// (keystone_lockout_attempts; "unlock USER" clears it while the daemon
+// runs); caps on password checks in flight per user, per address and in
+// all (backend_per_user, backend_per_address, backend_concurrency,
+// backend_queue; excess gets 429 or 503 at once); and the backend.
 //
 // Every reply except /metrics is JSON. Users are authorized only within
 // their own namespace; admins and public namespaces come from the configuration.
@@ -95,6 +99,7 @@ import (
 	"stx-registry/token/refresh"
 	"stx-registry/token/reuse"
 	"stx-registry/token/server"
+	"stx-registry/token/unlock"
 )
 
 // usage is the synopsis printed, with the daemon's flags, for -h and with
@@ -102,6 +107,7 @@ import (
 const usage = `usage: stx-token-server [-f CONFIG] [-t]
        stx-token-server passwd -f USERS_FILE [-d] USER
        stx-token-server revoke [-f CONFIG] (-user USER | -all)
+       stx-token-server unlock [-f CONFIG] USER
        stx-token-server jwks [-f CONFIG]
        stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]
        stx-token-server -version
@@ -122,6 +128,8 @@ func main() {
 		err = passwdMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "revoke":
 		err = revokeMain(os.Args[2:], os.Stdout, os.Stderr)
+	case "unlock":
+		err = unlockMain(os.Args[2:], os.Stdout, os.Stderr)
 	case "jwks":
 		err = jwksMain(os.Args[2:], os.Stdout, os.Stderr)
 	default:
@@ -176,13 +184,22 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 	if err != nil {
 		return err
 	}
-	srv, tlsr, err := newServer(cfg, log)
+	srv, auth, tlsr, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
 	if checkOnly {
 		fmt.Println("configuration ok")
 		return nil
+	}
+	if cfg.KeystoneLockoutWindow != 0 {
+		log.Warn("keystone_lockout_window is no longer used and is ignored: the lockout guard holds a user until a success or stx-token-server unlock")
+	}
+	if cfg.StateDirectory != "" {
+		if err := unlock.Prepare(cfg.StateDirectory); err != nil {
+			return err
+		}
+		go unlock.Watch(ctx, cfg.StateDirectory, auth.Unlock, log)
 	}
 	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
 		"algorithm", srv.Issuer().Algorithm(), "backend", cfg.AuthBackend,
@@ -200,18 +217,18 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 
 // newServer builds everything the daemon needs from a validated config, so
 // that -t checks exactly what a start would.
-func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.Reloader, error) {
+func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *authn.Chained, *tlsconf.Reloader, error) {
 	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	iss, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	policy, err := access.NewPolicy(cfg.PolicyConfig())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var (
 		backend authn.Authenticator
@@ -222,7 +239,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	case "users":
 		uf, err := authn.NewUsersFile(cfg.UsersFile, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		backend, users = uf, authn.NewUsersFileChecker(uf)
 	case "keystone":
@@ -230,7 +247,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		if cfg.KeystoneServiceUser != "" {
 			pw, err := readSecretFile(cfg.KeystoneServicePasswordFile)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
+				return nil, nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
 			}
 			svc = keystone.Service{User: cfg.KeystoneServiceUser, Password: pw,
 				Project: cfg.KeystoneServiceProject, Domain: cfg.KeystoneServiceDomain}
@@ -245,14 +262,14 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 			Service:      svc,
 		}, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		backend = ks
 		if svc.User != "" {
 			users, recheck = ks, cfg.KeystoneRecheckInterval
 		}
 	default:
-		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
+		return nil, nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
 	m := metrics.New(cfg.AuthBackend, buildinfo.Version())
 	var ready authn.Checker
@@ -262,11 +279,12 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	auth := authn.Chain(backend, authn.ChainConfig{
 		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
 		Backoff: cfg.BackoffConfig(),
+		Gate:    cfg.GateConfig(serve.APITimeouts.Write),
 	}, m)
 	var store refresh.Store
 	if cfg.StateDirectory != "" {
 		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshLimits(), log); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	srv := server.New(server.Options{
@@ -285,5 +303,5 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		Users:           users,
 		Recheck:         recheck,
 	})
-	return srv, tlsr, nil
+	return srv, auth, tlsr, nil
 }

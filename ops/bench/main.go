@@ -32,6 +32,9 @@
 //     data ceiling, a process of this tool that stores and serves the
 //     blob through the same shared/serve server and certificate;
 //   - 200 parallel pulls and 500 parallel token requests;
+//   - the p99 of a correct, uncached login from one address while another
+//     floods made-up names, bursts 500 bad logins or loops one user's bad
+//     passwords;
 //   - peak RSS and CPU time of the daemons.
 //
 // Every number is the median of -runs runs with min and max. Ratios are
@@ -81,7 +84,7 @@ func main() {
 	runs := fs.Int("runs", 3, "runs per measurement (the median is reported), 1 to 9")
 	out := fs.String("out", "BENCHMARKS.md", "Markdown report `file` (\"\" for none)")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, configs) for inspection")
-	only := fs.String("only", "", "run only the step `STEP` (tokens, refresh, keystone, datapath, blob or concurrency), e.g. while tuning; the report then lacks the other figures")
+	only := fs.String("only", "", "run only the step `STEP` (tokens, refresh, keystone, datapath, blob, concurrency or attacks), e.g. while tuning; the report then lacks the other figures")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -170,9 +173,10 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		{"datapath", "registry data path", w.benchDataPath},
 		{"blob", "blob data path", w.benchBlob},
 		{"concurrency", "concurrency", w.benchConcurrency},
+		{"attacks", "attacks", w.benchAttacks},
 	}
 	if s.only != "" && !slices.ContainsFunc(steps, func(st step) bool { return st.key == s.only }) {
-		return fmt.Errorf("-only %q: no such step, give tokens, refresh, keystone, datapath, blob or concurrency", s.only)
+		return fmt.Errorf("-only %q: no such step, give tokens, refresh, keystone, datapath, blob, concurrency or attacks", s.only)
 	}
 	rep := newReport(s)
 	if err := w.build(ctx); err != nil {

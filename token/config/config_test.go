@@ -78,6 +78,12 @@ func TestConfigErrors(t *testing.T) {
 		{"lockout negative", fixture.GoodConfig + "keystone_lockout_attempts -1\n", "keystone_lockout_attempts"},
 		{"lockout window short", fixture.GoodConfig + "keystone_lockout_window 10s\n", "keystone_lockout_window"},
 		{"metrics network unmasked", fixture.GoodConfig + "metrics_network 10.0.0.1/8\n", "metrics_network"},
+		{"spray one", fixture.GoodConfig + "backoff_spray_users 1\n", "backoff_spray_users"},
+		{"spray too many", fixture.GoodConfig + "backoff_spray_users 65\n", "backoff_spray_users"},
+		{"concurrency zero", fixture.GoodConfig + "backend_concurrency 0\n", "backend_concurrency"},
+		{"queue zero", fixture.GoodConfig + "backend_queue 0\n", "backend_queue"},
+		{"per user zero", fixture.GoodConfig + "backend_per_user 0\n", "backend_per_user"},
+		{"per address above concurrency", fixture.GoodConfig + "backend_per_address 8\n", "backend_per_address 8 is above backend_concurrency 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +105,7 @@ func TestConfigBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.BackoffFree != 3 || c.BackoffMax != 5*time.Minute || c.KeystoneLockoutAttempts != 5 ||
-		c.KeystoneLockoutWindow != 30*time.Minute || len(c.MetricsNetworks) != 2 || !c.MetricsNetworks[0].Addr().IsLoopback() {
+		c.KeystoneLockoutWindow != 0 || len(c.MetricsNetworks) != 2 || !c.MetricsNetworks[0].Addr().IsLoopback() {
 		t.Errorf("defaults: %+v", c)
 	}
 	// The lockout cap is for Keystone only.
@@ -107,11 +113,15 @@ func TestConfigBackoff(t *testing.T) {
 		t.Errorf("users backend: %+v", bc)
 	}
 	ks := strings.Replace(fixture.GoodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
-	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
+	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nbackoff_spray_users 20\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\n"+
+		"backend_concurrency 8\nbackend_queue 100\nbackend_per_user 2\nbackend_per_address 3\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := authn.BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
+	want := authn.BackoffConfig{Free: 5, Max: time.Minute, SprayUsers: 20, LockoutAttempts: 0, PerUser: 2, PerAddress: 3}
+	if gc := c.GateConfig(10 * time.Second); gc != (authn.GateConfig{Concurrency: 8, Queue: 100, Wait: 4 * time.Second}) {
+		t.Errorf("gate: %+v", gc)
+	}
 	if bc := c.BackoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
 		t.Errorf("keystone: %+v %v", bc, c.MetricsNetworks)
 	}
@@ -175,8 +185,10 @@ func TestConfigRefresh(t *testing.T) {
 var defaultBackoff = authn.BackoffConfig{
 	Free:            authn.DefaultBackoffFree,
 	Max:             authn.DefaultBackoffMax,
+	SprayUsers:      authn.DefaultSprayUsers,
 	LockoutAttempts: authn.DefaultLockoutAttempts,
-	LockoutWindow:   authn.DefaultLockoutWindow,
+	PerUser:         authn.DefaultPerUser,
+	PerAddress:      authn.DefaultPerAddress,
 }
 
 // Every keyword is listed once, the shared ones first.

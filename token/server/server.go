@@ -34,6 +34,12 @@ const (
 	maxClientIDBytes = 255
 )
 
+// heldMessage answers a login refused by the Keystone lockout guard: what
+// happened and what to do. It does not say whether the user exists.
+const heldMessage = "login refused without asking Keystone: this user has had too many failed logins since the last " +
+	"success here, one more would lock the account in Keystone; only the password that last worked here is tried. " +
+	"Log in with it, or ask an administrator to run: stx-token-server unlock USER"
+
 // readyTimeout bounds the backend check behind GET /readyz: a probe (SM,
 // pacemaker, a load balancer) wants an answer, not a hang.
 const readyTimeout = 2 * time.Second
@@ -253,6 +259,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			secs := retryAfterSeconds(ra.After)
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
 			status, code, msg = http.StatusTooManyRequests, "slow_down", fmt.Sprintf("too many failed logins, retry after %d seconds", secs)
+		case errors.Is(err, authn.ErrHeld):
+			status, code, msg = http.StatusTooManyRequests, "slow_down", heldMessage
+		case errors.Is(err, authn.ErrBusy):
+			w.Header().Set("Retry-After", "1")
+			status, code, msg = http.StatusServiceUnavailable, "temporarily_unavailable", "too many logins are being checked, retry after 1 second"
 		default:
 			status, code, msg = http.StatusServiceUnavailable, "temporarily_unavailable", "authentication backend unavailable, try again later"
 			s.log.Error("authentication backend failed", "err", err)
