@@ -168,7 +168,7 @@ func TestGrant(t *testing.T) {
 	p := testPolicy(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Grant(tt.id, tt.req)
+			got, _ := p.Grant(tt.id, tt.req)
 			if got == nil {
 				t.Fatal("Grant returned nil, want a non-nil slice")
 			}
@@ -270,11 +270,12 @@ func FuzzGrant(f *testing.F) {
 			return
 		}
 		id := Identity{Name: user, Admin: admin}
-		got := p.Grant(id, req)
+		got, refused := p.Grant(id, req)
 		if got == nil {
 			t.Fatal("nil grant")
 		}
 		isAdmin := p.IsAdmin(id)
+		checkRefusals(t, req, got, refused)
 		for _, g := range got {
 			i := slices.IndexFunc(req, func(r Access) bool { return r.Type == g.Type && r.Name == g.Name })
 			if i < 0 {

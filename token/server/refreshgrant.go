@@ -94,8 +94,8 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	}
 
 	id := access.Identity{Name: e.Subject, Admin: e.Admin}
-	granted := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, start)
+	granted, refused := s.policy.Grant(id, req.scopes)
+	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		deny(http.StatusInternalServerError, "server_error", "internal error", "signing failed")
