@@ -92,7 +92,8 @@ type verifiedClaims struct {
 
 // explain says why the verified bearer token in authorization does not
 // grant access: the token server's reason for the first access it lacks,
-// else "token for SUBJECT grants no ACTION on NAME".
+// else "token for SUBJECT grants no ACTION on NAME". The result is
+// quotable and at most maxWhyBytes.
 func explain(authorization string, access []auth.Access) string {
 	var c verifiedClaims
 	_, raw, _ := strings.Cut(authorization, " ")

@@ -132,3 +132,24 @@ func withRefused(c map[string]any, name, action, reason string) map[string]any {
 	c["stx_refused"] = []map[string]any{{"type": "repository", "name": name, "actions": []string{action}, "reason": reason}}
 	return c
 }
+
+// FuzzExplain checks that whatever a token holds, the reason is fit for a
+// quoted header parameter and bounded.
+func FuzzExplain(f *testing.F) {
+	k := tokentest.NewKey(f, "P-256")
+	f.Add("Bearer "+tokentest.Sign(f, k, withRefused(tokentest.Claims("user1"), "user2/x", "pull", "user1 may not pull from user2/x")), "user2/x", "pull")
+	f.Add("Bearer "+tokentest.Sign(f, k, tokentest.Claims("us\"er\\1\u00e9", tokentest.Repo("user2/x", "push"))), "user2/x", "pull")
+	f.Add("Bearer a.eyJzdWIiOiJcIlxcIn0.b", "x", "*")
+	f.Add("", "", "")
+	f.Fuzz(func(t *testing.T, authorization, name, action string) {
+		why := explain(authorization, []auth.Access{{Resource: auth.Resource{Type: "repository", Name: name}, Action: action}})
+		if why == "" || len(why) > maxWhyBytes {
+			t.Fatalf("reason of %d bytes", len(why))
+		}
+		for i := 0; i < len(why); i++ {
+			if c := why[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+				t.Fatalf("reason %q holds byte %#x", why, c)
+			}
+		}
+	})
+}

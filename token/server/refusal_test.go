@@ -71,3 +71,20 @@ func TestTokenCarriesRefusals(t *testing.T) {
 		t.Errorf("full grant carries stx_refused %v", c)
 	}
 }
+
+// TestRefreshGrantCarriesRefusals checks the same for docker's refresh
+// grant, which is how docker gets every token after docker login.
+func TestRefreshGrantCarriesRefusals(t *testing.T) {
+	s, _, _ := newRefreshServer(t, &fakeAuth{users: map[string]string{"alice": "pw-a"}}, time.Hour)
+	h := s.Handler()
+	rt := login(t, h, "alice", "pw-a")
+	r := do(t, h, refreshForm(rt, testService, "repository:bob/app:pull"))
+	if r.status != 200 {
+		t.Fatalf("refresh: %d %v", r.status, r.body)
+	}
+	got, _ := json.Marshal(claims(t, r.body["token"].(string))["stx_refused"])
+	want := `[{"actions":["pull"],"name":"bob/app","reason":"alice may not pull from bob/app: alice may pull only from alice/... and public namespaces","type":"repository"}]`
+	if string(got) != want {
+		t.Errorf("stx_refused %s\nwant        %s", got, want)
+	}
+}
