@@ -12,7 +12,8 @@ require (
 )
 
 // Not new dependencies: distribution already links all of them. Named
-// here because our code touches them at distribution's seams.
+// here because our code touches them at distribution's seams, or our tests
+// check our output with them.
 require (
 	// The front door checks repository names with distribution's grammar.
 	github.com/distribution/reference v0.6.0
@@ -22,6 +23,8 @@ require (
 	github.com/gorilla/mux v1.8.1
 	// The front door parses digests as distribution does.
 	github.com/opencontainers/go-digest v1.0.0
+	// Tests only: Prometheus' own text parser checks the registry's /metrics.
+	github.com/prometheus/common v0.67.5
 	// stx-registry sets the level and format of distribution's own logger.
 	github.com/sirupsen/logrus v1.10.2
 )
@@ -47,7 +50,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
-	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.20.1 // indirect
 	github.com/redis/go-redis/extra/rediscmd/v9 v9.0.5 // indirect

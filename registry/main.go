@@ -28,6 +28,14 @@
 // it is the DRBD filesystem. Upload sessions are signed with a key made at
 // start, so a push in progress during a restart restarts its current layer.
 //
+// Garbage collection: "stx-registry gc [-n] [-delete-untagged]" reclaims,
+// while the daemon serves, the blobs and manifests nothing references,
+// under a lock file in root_directory that the daemon's push commit steps
+// also take (package gc); "stx-registry usage" prints bytes per
+// namespace. Below storage_reserve new uploads from non-admins are
+// refused (package reserve). /readyz says whether pushes can be taken;
+// /metrics serves Prometheus text to metrics_network addresses.
+//
 // Logs: standard error, in log_format (text or json) at log_level: one
 // access line per request with method, path, status, bytes, duration and
 // peer address, and distribution's own messages. Tokens, Authorization
@@ -69,14 +77,22 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		os.Exit(probeMain(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "probe":
+			os.Exit(probeMain(os.Args[2:]))
+		case "gc":
+			os.Exit(gcMain(os.Args[2:], os.Stdout, os.Stderr))
+		case "usage":
+			os.Exit(usageMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // usageLine is the synopsis printed with -h and with every usage error.
-const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration]"
+const usageLine = "usage: stx-registry [-t] [-f file] | -version | probe [-n] [-f file] [-timeout duration] |\n" +
+	"       gc [-n] [-delete-untagged] [-f file] | usage [-f file]"
 
 // Exit statuses.
 const (

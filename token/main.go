@@ -34,6 +34,11 @@
 // Every reply except /metrics is JSON. Users are authorized only within
 // their own namespace; admins and public namespaces come from the configuration.
 //
+// Token reuse: an identical request (same user, service, backend admin flag,
+// granted scopes and refusals) within token_reuse_percent of token_ttl gets the
+// token signed for the first one again, while it has at least 60 s left;
+// SIGHUP drops every kept token. 0 signs every token.
+//
 // Logs go to stderr through log/slog: one "token" audit line per request
 // with the client, the subject, the requested and granted scopes and the
 // token's jti. Passwords, tokens and Authorization headers are never logged.
@@ -85,6 +90,7 @@ import (
 	"stx-registry/token/keystone"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 	"stx-registry/token/server"
 )
 
@@ -177,7 +183,7 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 	}
 	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
 		"algorithm", srv.Issuer().Algorithm(), "backend", cfg.AuthBackend,
-		"refresh_tokens", cfg.StateDirectory != "")
+		"refresh_tokens", cfg.StateDirectory != "", "token_reuse_window", cfg.ReuseWindow())
 	return serve.Run(ctx, serve.Options{
 		Addr:     cfg.Listen,
 		Handler:  srv.Handler(),
@@ -264,6 +270,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		Auth:            auth,
 		Policy:          policy,
 		Issuer:          iss,
+		Reuse:           reuse.New(cfg.ReuseWindow()),
 		Services:        cfg.Services,
 		Log:             log,
 		Metrics:         m,

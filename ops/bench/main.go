@@ -3,8 +3,9 @@
 //
 // Usage:
 //
-//	go run ./ops/bench [-quick] [-runs N] [-out BENCHMARKS.md] [-keep]
+//	go run ./ops/bench [-quick] [-runs N] [-out BENCHMARKS.md] [-keep] [-only STEP]
 //	bench ceiling -cert F -key F -addr IP:PORT -size N   (started by bench itself)
+//	bench dataceiling -cert F -key F -addr IP:PORT -dir D  (likewise)
 //
 // It builds both daemons and upstream distribution's registry into a
 // temporary directory, lays out certificates and configurations with
@@ -13,13 +14,20 @@
 //   - token issuance (keep-alive, refresh grant, new TLS connection per
 //     request) against a ceiling: a process of this tool serving a fixed JSON
 //     body of a token reply's size through the same shared/serve server and
-//     shared/tlsconf configuration;
+//     shared/tlsconf configuration; with token reuse at its default, and
+//     without (a second token server with token_reuse_percent 0); and a
+//     realistic mix of 200 clients as 20 users pulling 50 repositories each,
+//     with reuse and without;
 //   - Keystone calls made for 1000 sequential, 64 concurrent cold and 300
 //     bad-password token requests, against a real Keystone
 //     (ops/test-keystone.sh);
 //   - skopeo push and pull throughput of a large single-layer and a
 //     100-layer image, against upstream distribution's registry configured
 //     alike, and pull against cat | sha256sum of the same blob;
+//   - push and pull of one large blob with plain HTTP requests: MB/s and
+//     the server's CPU seconds per GiB for stx-registry, upstream and a
+//     data ceiling, a process of this tool that stores and serves the
+//     blob through the same shared/serve server and certificate;
 //   - 200 parallel pulls and 500 parallel token requests;
 //   - peak RSS and CPU time of the daemons.
 //
@@ -43,6 +51,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -57,11 +66,19 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "dataceiling" {
+		if err := dataCeilingMain(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "bench dataceiling: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small sizes and counts: finishes in under 3 minutes")
 	runs := fs.Int("runs", 3, "runs per measurement (the median is reported), 1 to 9")
 	out := fs.String("out", "BENCHMARKS.md", "Markdown report `file` (\"\" for none)")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, configs) for inspection")
+	only := fs.String("only", "", "run only the step `STEP` (tokens, keystone, datapath, blob or concurrency), e.g. while tuning; the report then lacks the other figures")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -71,7 +88,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, settingsFor(*quick, *runs), *out, *keep); err != nil {
+	s := settingsFor(*quick, *runs)
+	s.only = *only
+	if err := run(ctx, s, *out, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -84,6 +103,7 @@ const maxRuns = 9
 type settings struct {
 	quick bool
 	runs  int
+	only  string // the one step to run; "" for all
 
 	tokenCount   int           // requests per token load
 	tokenTime    time.Duration // bound on one token load
@@ -136,6 +156,20 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 		testrig.RemoveDaemons()
 		os.RemoveAll(w.dir)
 	}()
+	type step struct {
+		key, name string
+		fn        func(context.Context, settings, *report) error
+	}
+	steps := []step{
+		{"tokens", "token issuance", w.benchTokens},
+		{"keystone", "keystone load", w.benchKeystone},
+		{"datapath", "registry data path", w.benchDataPath},
+		{"blob", "blob data path", w.benchBlob},
+		{"concurrency", "concurrency", w.benchConcurrency},
+	}
+	if s.only != "" && !slices.ContainsFunc(steps, func(st step) bool { return st.key == s.only }) {
+		return fmt.Errorf("-only %q: no such step, give tokens, keystone, datapath, blob or concurrency", s.only)
+	}
 	rep := newReport(s)
 	if err := w.build(ctx); err != nil {
 		return err
@@ -143,18 +177,12 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 	if err := w.setup(ctx); err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context, settings, *report) error
-	}{
-		{"token issuance", w.benchTokens},
-		{"keystone load", w.benchKeystone},
-		{"registry data path", w.benchDataPath},
-		{"concurrency", w.benchConcurrency},
-	}
 	for _, st := range steps {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.only != "" && st.key != s.only {
+			continue
 		}
 		log.Info("bench step", "step", st.name)
 		t0 := time.Now()
@@ -170,7 +198,7 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 			return err
 		}
 	}
-	if missing := rep.missing(); len(missing) > 0 {
+	if missing := rep.missing(); len(missing) > 0 && s.only == "" {
 		return errors.New("no value for " + fmt.Sprint(missing))
 	}
 	return nil

@@ -36,9 +36,9 @@ func (w *workspace) rawPull(ctx context.Context, addr, repo string) error {
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	var tr tokenReply
-	if err := json.Unmarshal(body, &tr); err != nil || tr.Token == "" {
-		return fmt.Errorf("token reply without a token: %v", err)
+	tr, err := parseTokenReply(body)
+	if err != nil {
+		return err
 	}
 	get := func(path, accept string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v2/"+repo+path, nil)

@@ -22,15 +22,24 @@ import (
 //go:embed profile.md
 var profileNotes string
 
-// requiredRatios are the BENCH names issue 6 asks for by name.
+// requiredRatios are the BENCH names issues 6 and 15 ask for by name.
 var requiredRatios = []string{
 	"token_vs_ceiling_ratio",
+	"token_noreuse_vs_ceiling_ratio",
 	"refresh_vs_ceiling_ratio",
 	"push_vs_upstream_ratio",
 	"pull_vs_upstream_ratio",
 	"push_small_layers_vs_upstream_ratio",
 	"pull_small_layers_vs_upstream_ratio",
 	"keystone_requests_per_call",
+	"blob_push_vs_ceiling_cpu_ratio",
+	"blob_push_vs_upstream_cpu_ratio",
+	"blob_pull_vs_ceiling_cpu_ratio",
+	"blob_pull_vs_upstream_cpu_ratio",
+	"blob_push_vs_ceiling_rate_ratio",
+	"blob_push_vs_upstream_rate_ratio",
+	"blob_pull_vs_ceiling_rate_ratio",
+	"blob_pull_vs_upstream_rate_ratio",
 }
 
 // metric is one measured quantity, one value per run.
@@ -220,6 +229,8 @@ func (r *report) setup() []string {
 	s := r.s
 	return []string{
 		fmt.Sprintf("token loads: %d concurrent clients, GET with Basic auth for one push/pull scope, credentials cached; each load stops after %d requests or %v", s.tokenWorkers, s.tokenCount, s.tokenTime),
+		"token reuse: the token server runs with the default token_reuse_percent (10 % of token_ttl, 30 s), so the token loads measure reuse; a second token server on the same keys and users with token_reuse_percent 0 gives the _noreuse figures in the same run",
+		fmt.Sprintf("the mix: %d keep-alive clients as %d users, each user pulling %d different repositories of its own (%d distinct user and scope pairs, asked for in turn), credentials cached, against each token server", mixClients, mixUsers, mixRepos, mixUsers*mixRepos),
 		"ceiling: a process serving a fixed JSON body of a token reply's size through the same shared/serve server, shared/tlsconf configuration and certificate; the refresh grant is compared with the same keep-alive ceiling",
 		fmt.Sprintf("Keystone: a real Keystone (ops/test-keystone.sh); %d sequential requests of one user, %d concurrent cold requests of another, %d bad passwords of a third, each run with new users and a fresh token server", s.ksSequential, s.ksConcurrent, s.ksBad),
 		fmt.Sprintf("images: one layer of %d MiB, and %d layers of %d KiB; random (incompressible) data in uncompressed tar layers, so that the registries move bytes rather than skopeo compressing them", s.bigBytes>>20, s.smallLayers, s.smallLayerBytes>>10),
@@ -227,6 +238,7 @@ func (r *report) setup() []string {
 		"upstream: distribution v3.1.2 cmd/registry built from the module cache, with the same certificate, token server, issuer, service, signing certificate bundle, filesystem driver, in-memory blob descriptor cache and deletes enabled",
 		fmt.Sprintf("parallel pulls: %d clients at once, each with its own TLS connections: token, manifest, then every blob, digests checked, of an image of %d layers of %d KiB", s.parallelPulls, s.concLayers, s.concLayerBytes>>10),
 		fmt.Sprintf("parallel tokens: %d requests at once, each on its own new TLS connection", s.parallelTokens),
+		blobSetup(s),
 		"RSS: VmHWM (peak resident memory) from /proc; CPU: utime+stime from /proc",
 	}
 }
@@ -239,6 +251,12 @@ func describe(name string) string {
 		"token_server_rss_parallel_tokens":    "token server peak RSS after the parallel loads",
 		"ceiling_rate":                        "ceiling, keep-alive",
 		"token_rate":                          "GET token, keep-alive",
+		"token_noreuse_rate":                  "GET token, keep-alive, token_reuse_percent 0",
+		"token_noreuse_vs_ceiling_ratio":      "token/s over ceiling/s (keep-alive), token_reuse_percent 0",
+		"token_noreuse_cpu_seconds_per_1000":  "token server CPU per 1000 tokens (keep-alive), token_reuse_percent 0",
+		"token_mix_rate":                      "GET token, the mix (200 clients, 20 users × 50 repositories)",
+		"token_mix_noreuse_rate":              "GET token, the mix, token_reuse_percent 0",
+		"token_mix_vs_noreuse_ratio":          "the mix's tokens/s with reuse over without",
 		"refresh_rate":                        "POST grant_type=refresh_token, keep-alive",
 		"ceiling_newconn_rate":                "ceiling, new TLS connection per request",
 		"token_newconn_rate":                  "GET token, new TLS connection per request",
@@ -282,6 +300,9 @@ func describe(name string) string {
 		"parallel_tokens_p99":                 "99th percentile of one parallel token request",
 	}
 	if v, ok := d[name]; ok {
+		return v
+	}
+	if v, ok := blobDescribe(name); ok {
 		return v
 	}
 	for _, suf := range []string{"_p50", "_p99"} {

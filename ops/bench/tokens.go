@@ -24,8 +24,12 @@ const benchScope = "repository:" + benchUser + "/app:pull,push"
 
 // tokenQuery is the GET query of a skopeo-like token request.
 func (w *workspace) tokenQuery(extra string) string {
-	return "https://" + w.tokenAddr + "/token/?service=" + url.QueryEscape(w.registryAddr) +
-		"&scope=" + url.QueryEscape(benchScope) + extra
+	return w.tokenURL(w.tokenAddr, benchScope) + extra
+}
+
+// tokenURL is the GET query for scope at the token server at addr.
+func (w *workspace) tokenURL(addr, scope string) string {
+	return "https://" + addr + "/token/?service=" + url.QueryEscape(w.registryAddr) + "&scope=" + url.QueryEscape(scope)
 }
 
 // getToken is one GET with Basic auth; it returns the reply's body.
@@ -101,6 +105,15 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		return err
 	}
 	defer ceil.Stop()
+	noReuse, noReuseAddr, err := w.startNoReuse(ctx)
+	if err != nil {
+		return err
+	}
+	defer noReuse.Stop()
+	// The first request of each pays bcrypt.
+	if _, err := getToken(ctx, keep, w.tokenURL(noReuseAddr, benchScope), benchUser, w.password); err != nil {
+		return fmt.Errorf("first token request without reuse: %w", err)
+	}
 	rss, err := w.token.peakRSS()
 	if err != nil {
 		return err
@@ -127,12 +140,12 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		return err
 	}
 	ceilURL := "https://" + ceilAddr + "/token/"
-	measure := func(name string, p *proc, do func(context.Context) error) (loadResult, float64, error) {
+	measureN := func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
 		cpu0, err := p.cpuSeconds()
 		if err != nil {
 			return loadResult{}, 0, err
 		}
-		r := runLoad(ctx, s.tokenWorkers, s.tokenCount, s.tokenTime, do)
+		r := runLoad(ctx, workers, s.tokenCount, s.tokenTime, do)
 		if err := r.check(name); err != nil {
 			return r, 0, err
 		}
@@ -145,6 +158,16 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		rep.add(name+"_p99", "ms", percentile(r.latencies, 99))
 		return r, (cpu1 - cpu0) / float64(r.ok) * 1000, nil
 	}
+	measure := func(name string, p *proc, do func(context.Context) error) (loadResult, float64, error) {
+		return measureN(name, p, s.tokenWorkers, do)
+	}
+	// Warm the mix's credential caches, so that both servers measure
+	// tokens rather than bcrypt.
+	for _, addr := range []string{w.tokenAddr, noReuseAddr} {
+		if err := w.warmMix(ctx, keep, addr); err != nil {
+			return err
+		}
+	}
 	for i := range s.runs {
 		w.log.Info("token issuance", "run", i+1)
 		c, ccpu, err := measure("ceiling", ceil, get(keep, ceilURL))
@@ -152,6 +175,10 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 			return err
 		}
 		t, tcpu, err := measure("token", w.token, get(keep, w.tokenQuery("")))
+		if err != nil {
+			return err
+		}
+		tnr, tnrcpu, err := measure("token_noreuse", noReuse, get(keep, w.tokenURL(noReuseAddr, benchScope)))
 		if err != nil {
 			return err
 		}
@@ -168,8 +195,10 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		}
 		ceiling := (c.rate() + c2.rate()) / 2
 		rep.add("token_vs_ceiling_ratio", "ratio", t.rate()/ceiling)
+		rep.add("token_noreuse_vs_ceiling_ratio", "ratio", tnr.rate()/ceiling)
 		rep.add("refresh_vs_ceiling_ratio", "ratio", r.rate()/ceiling)
 		rep.add("token_cpu_seconds_per_1000", "s", tcpu)
+		rep.add("token_noreuse_cpu_seconds_per_1000", "s", tnrcpu)
 		rep.add("ceiling_cpu_seconds_per_1000", "s", ccpu)
 		cn, _, err := measure("ceiling_newconn", ceil, get(fresh, ceilURL))
 		if err != nil {
@@ -180,6 +209,10 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 			return err
 		}
 		rep.add("token_newconn_vs_ceiling_ratio", "ratio", tn.rate()/cn.rate())
+
+		if err := w.benchMix(ctx, rep, i, keep, noReuse, noReuseAddr, measureN); err != nil {
+			return err
+		}
 	}
 	if rss, err = w.token.peakRSS(); err != nil {
 		return err

@@ -123,6 +123,9 @@ func (w *workspace) setup(ctx context.Context) error {
 	if err := testrig.Passwd(ctx, l.Bin.TokenServer, l.Users(), benchUser, w.password); err != nil {
 		return err
 	}
+	if err := w.addMixUsers(ctx); err != nil {
+		return err
+	}
 	w.token, err = w.startDaemon(ctx, "stx-token-server", w.tokenAddr, l.Bin.TokenServer, "-f", l.TokenConf())
 	return err
 }

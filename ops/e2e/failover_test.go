@@ -456,29 +456,17 @@ func newDrill(t *testing.T) *drill {
 	}
 
 	// The DRBD stand-in: a sparse ext4 image on a loop device.
-	img := filepath.Join(base, "drbd.img")
-	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	device, detach, err := testrig.LoopDevice(base, fsImageBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(fsImageBytes); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	out, err = exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v\n%s", err, out)
-	}
-	d.device = strings.TrimSpace(string(out))
+	d.device = device
 
 	// Cleanup runs in reverse: daemons, mounts, address, loop device. The
 	// temporary directory (registered first) goes last.
 	t.Cleanup(func() {
-		if err := exec.Command("losetup", "-d", d.device).Run(); err != nil {
-			t.Logf("losetup -d %s: %v", d.device, err)
+		if err := detach(); err != nil {
+			t.Log(err)
 		}
 	})
 	t.Cleanup(func() {

@@ -21,16 +21,13 @@ import (
 func Handler(next http.Handler, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w}
+		rec := &Recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
 		attrs := []any{
 			"method", r.Method,
 			"path", r.URL.Path,
-			"status", rec.status,
-			"bytes", rec.bytes,
+			"status", rec.Status(),
+			"bytes", rec.Bytes,
 			"duration", time.Since(start),
 			"remote", r.RemoteAddr,
 		}
@@ -41,29 +38,37 @@ func Handler(next http.Handler, logger *slog.Logger) http.Handler {
 	})
 }
 
-// statusWriter records the status and the number of body bytes written.
-// Unwrap lets http.ResponseController reach the connection (for deadlines
-// and flushing) through it.
-type statusWriter struct {
+// Recorder records the status and the number of body bytes written; the
+// metrics use it too. Unwrap lets http.ResponseController reach the
+// connection (for deadlines and flushing) through it.
+type Recorder struct {
 	http.ResponseWriter
 	status int
-	bytes  int64
+	Bytes  int64 // body bytes written
 }
 
-func (s *statusWriter) WriteHeader(status int) {
+// Status is the status sent, 200 if the handler sent none.
+func (s *Recorder) Status() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
+
+func (s *Recorder) WriteHeader(status int) {
 	if s.status == 0 {
 		s.status = status
 	}
 	s.ResponseWriter.WriteHeader(status)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+func (s *Recorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
 	n, err := s.ResponseWriter.Write(b)
-	s.bytes += int64(n)
+	s.Bytes += int64(n)
 	return n, err
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *Recorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

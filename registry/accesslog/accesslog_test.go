@@ -71,10 +71,10 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
-func TestStatusWriterUnwrap(t *testing.T) {
+func TestRecorderUnwrap(t *testing.T) {
 	rec := httptest.NewRecorder()
-	w := &statusWriter{ResponseWriter: rec}
+	w := &Recorder{ResponseWriter: rec}
 	if err := http.NewResponseController(w).Flush(); err != nil {
-		t.Errorf("Flush through statusWriter: %v", err)
+		t.Errorf("Flush through Recorder: %v", err)
 	}
 }

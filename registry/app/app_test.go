@@ -42,14 +42,23 @@ type testRegistry struct {
 
 func newTestRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
 	t.Helper()
-	r := newUnstartedRegistry(t, key, readOnly)
-	r.srv.Start()
-	return r
+	return serveTestRegistry(t, key, readOnly, (*httptest.Server).Start, NewHandler)
 }
 
 // newUnstartedRegistry is newTestRegistry with the server not started yet,
 // so that a test can set its timeouts.
 func newUnstartedRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testRegistry {
+	return serveTestRegistry(t, key, readOnly, func(*httptest.Server) {}, NewHandler)
+}
+
+// handlerFunc builds a registry handler: NewHandler, or for the benchmarks
+// distribution's handler alone.
+type handlerFunc func(context.Context, *config.Config, *tokenauth.Controller, *slog.Logger) (http.Handler, func(), error)
+
+// serveTestRegistry is newTestRegistry with the handler built by build and
+// the server started by start: plain HTTP or, for the benchmarks,
+// (*httptest.Server).StartTLS.
+func serveTestRegistry(t testing.TB, key tokentest.Key, readOnly bool, start func(*httptest.Server), build handlerFunc) *testRegistry {
 	t.Helper()
 	cfg := config.Default()
 	cfg.RootDirectory = t.TempDir()
@@ -68,11 +77,12 @@ func newUnstartedRegistry(t testing.TB, key tokentest.Key, readOnly bool) *testR
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, shutdown, err := NewHandler(t.Context(), cfg, tokens, logger)
+	h, shutdown, err := build(t.Context(), cfg, tokens, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	start(srv)
 	t.Cleanup(func() {
 		srv.Close()
 		shutdown()

@@ -60,7 +60,10 @@ func distributionConfig(c *config.Config, tokens *tokenauth.Controller) (*config
 			"maintenance": configuration.Parameters{
 				"readonly": map[any]any{"enabled": c.ReadOnly},
 			},
-			"cache": configuration.Parameters{"blobdescriptor": "inmemory"},
+			// No blob descriptor cache: "stx-registry gc" removes blobs
+			// from another process, and a cached "this blob exists" would
+			// let a client skip an upload and push a manifest naming a
+			// blob that is gone.
 			// The filesystem driver cannot redirect; say so explicitly.
 			"redirect": configuration.Parameters{"disable": true},
 		},

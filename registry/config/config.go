@@ -8,11 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
+	"stx-registry/registry/gc"
+	"stx-registry/registry/reserve"
 	"stx-registry/shared/config"
+	"stx-registry/shared/listen"
 )
+
+// Bounds of gc_grace.
+const (
+	minGCGrace = time.Second
+	maxGCGrace = 30 * 24 * time.Hour
+)
+
+// DefaultMetricsNetworks is loopback only, as for the token server.
+var DefaultMetricsNetworks = listen.Loopback
 
 // DefaultFile is where stx-registry looks for its configuration unless -f
 // says otherwise.
@@ -40,6 +54,20 @@ type Config struct {
 	// ReadOnly is "read_only yes|no". Default no. With yes, pushes and
 	// deletes are refused; use it while garbage collection runs.
 	ReadOnly bool
+	// StorageReserve is "storage_reserve N%|SIZE": free space on the
+	// root_directory filesystem kept for admins. Below it, new uploads
+	// from other users are refused before any byte is written. SIZE is
+	// bytes with an optional K, M, G or T (binary) suffix; 0 turns the
+	// reserve off. Default: 5% of the filesystem, at least 1G, at most
+	// half of the filesystem.
+	StorageReserve reserve.Size
+	// GCGrace is "gc_grace DURATION": the age below which garbage
+	// collection removes nothing (a blob uploaded for a manifest not yet
+	// pushed). Default 1h; 1s to 30 days.
+	GCGrace time.Duration
+	// MetricsNetworks is "metrics_network CIDR" (repeatable): the clients
+	// allowed to GET /metrics. Default loopback only (127.0.0.0/8, ::1/128).
+	MetricsNetworks []netip.Prefix
 
 	// TokenRealm is "token_realm URL": where clients get tokens, sent in
 	// the WWW-Authenticate challenge, e.g.
@@ -71,6 +99,7 @@ func Default() *Config {
 		RootDirectory: "/var/lib/docker-distribution",
 		RequireMount:  true,
 		ReadOnly:      false,
+		GCGrace:       gc.DefaultGrace,
 	}
 }
 
@@ -80,6 +109,9 @@ func (c *Config) keywords() []config.Keyword {
 		{Name: "root_directory", Set: config.Path(&c.RootDirectory)},
 		{Name: "require_mount", Set: config.Bool(&c.RequireMount)},
 		{Name: "read_only", Set: config.Bool(&c.ReadOnly)},
+		{Name: "storage_reserve", Set: func(v string) (err error) { c.StorageReserve, err = reserve.Parse(v); return err }},
+		{Name: "gc_grace", Set: config.Duration(&c.GCGrace, minGCGrace, maxGCGrace)},
+		{Name: "metrics_network", Repeat: true, Set: config.Prefixes(&c.MetricsNetworks)},
 		{Name: "token_realm", Set: config.String(&c.TokenRealm)},
 		{Name: "token_service", Set: config.String(&c.TokenService)},
 		{Name: "token_issuer", Set: config.String(&c.TokenIssuer)},
@@ -106,6 +138,7 @@ func Load(path string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, inFile(path, err)
 	}
+	c.defaults()
 	return c, nil
 }
 
@@ -118,7 +151,15 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, inFile(name, err)
 	}
+	c.defaults()
 	return c, nil
+}
+
+// defaults fills the defaults of repeatable keywords left out.
+func (c *Config) defaults() {
+	if len(c.MetricsNetworks) == 0 {
+		c.MetricsNetworks = DefaultMetricsNetworks
+	}
 }
 
 // inFile prefixes each of the errors in err with the file name, one per

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"stx-registry/shared/config"
 	"testing"
+	"time"
 )
 
 // baseConfig has every required keyword and nothing else.
@@ -117,6 +118,25 @@ func TestConfigKeywords(t *testing.T) {
 		{name: "log_level trace", extra: []string{"log_level trace"}, wantErr: "log_level"},
 
 		// storage
+		{name: "storage_reserve percent", extra: []string{"storage_reserve 10%"},
+			check: func(c *Config) bool { return c.StorageReserve.For(1000) == 100 }},
+		{name: "storage_reserve size", extra: []string{"storage_reserve 512M"},
+			check: func(c *Config) bool { return c.StorageReserve.For(1<<40) == 512<<20 }},
+		{name: "storage_reserve off", extra: []string{"storage_reserve 0"},
+			check: func(c *Config) bool { return c.StorageReserve.For(1<<40) == 0 }},
+		{name: "storage_reserve default", check: func(c *Config) bool {
+			return c.StorageReserve.For(100<<30) == 5<<30 && c.StorageReserve.For(4<<30) == 1<<30 && c.StorageReserve.For(1<<30) == 512<<20
+		}},
+		{name: "storage_reserve 95%", extra: []string{"storage_reserve 95%"}, wantErr: "storage_reserve"},
+		{name: "storage_reserve unit", extra: []string{"storage_reserve 2GB"}, wantErr: "storage_reserve"},
+		{name: "storage_reserve negative", extra: []string{"storage_reserve -1"}, wantErr: "storage_reserve"},
+		{name: "gc_grace", extra: []string{"gc_grace 5s"}, check: func(c *Config) bool { return c.GCGrace == 5*time.Second }},
+		{name: "gc_grace default", check: func(c *Config) bool { return c.GCGrace == time.Hour }},
+		{name: "gc_grace zero", extra: []string{"gc_grace 0s"}, wantErr: "gc_grace"},
+		{name: "metrics_network default", check: func(c *Config) bool { return len(c.MetricsNetworks) == 2 }},
+		{name: "metrics_network", extra: []string{"metrics_network 192.168.204.2/32"},
+			check: func(c *Config) bool { return len(c.MetricsNetworks) == 1 }},
+		{name: "metrics_network unmasked", extra: []string{"metrics_network 10.0.0.1/8"}, wantErr: "metrics_network"},
 		{name: "root_directory", extra: []string{"root_directory /srv/registry"},
 			check: func(c *Config) bool { return c.RootDirectory == "/srv/registry" }},
 		{name: "root_directory relative", extra: []string{"root_directory srv/registry"}, wantErr: "root_directory"},
@@ -263,7 +283,7 @@ func TestConfigAllErrors(t *testing.T) {
 func TestKeywords(t *testing.T) {
 	got := strings.Join(Keywords(), " ")
 	want := "listen management_network tls_certificate tls_key tls_min_version log_format log_level " +
-		"root_directory require_mount read_only token_realm token_service token_issuer token_certificate"
+		"root_directory require_mount read_only storage_reserve gc_grace metrics_network token_realm token_service token_issuer token_certificate"
 	if got != want {
 		t.Errorf("Keywords() = %s\nwant %s", got, want)
 	}

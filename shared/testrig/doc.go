@@ -20,6 +20,8 @@
 //     /etc/docker/certs.d, sharing nothing with the machine's own
 //     (StartDockerd);
 //   - OCI image layouts with random, incompressible layers (NewImage);
+//   - ext4 filesystems on loop devices, for storage roots that must be
+//     mount points or must fill up (LoopDevice);
 //   - the check that a daemon's section 5 man page documents exactly the
 //     configuration keywords it accepts (CheckManPage).
 //

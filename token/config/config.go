@@ -11,10 +11,12 @@ import (
 	"time"
 
 	shared "stx-registry/shared/config"
+	"stx-registry/shared/listen"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 )
 
 // DefaultFile is where the daemon looks without -f.
@@ -37,6 +39,13 @@ type Config struct {
 	SigningKeys []string
 	// token_ttl DURATION: access token lifetime, 60s to 1h. Default 5m.
 	TokenTTL time.Duration
+	// token_reuse_percent N: 0 to 50, default 10. A token is handed out
+	// again, unchanged, to an identical request (same user, service,
+	// backend admin flag and granted scopes) while it is younger than N %
+	// of token_ttl and has at least 60 s left; 0 signs every token anew.
+	// The window is the longest a change the server cannot see can take
+	// to reach the tokens it hands out (see token/reuse).
+	TokenReusePercent int
 
 	// auth_backend users|keystone: where passwords are checked. Default
 	// users.
@@ -149,6 +158,7 @@ func (c *Config) keywords() []shared.Keyword {
 		{Name: "issuer", Set: shared.String(&c.Issuer)},
 		{Name: "signing_key", Repeat: true, Set: pathList(&c.SigningKeys)},
 		{Name: "token_ttl", Set: shared.Duration(&c.TokenTTL, issuer.MinTokenTTL, time.Hour)},
+		{Name: "token_reuse_percent", Set: shared.Int(&c.TokenReusePercent, 0, reuse.MaxPercent)},
 		{Name: "auth_backend", Set: shared.OneOf(&c.AuthBackend, "users", "keystone")},
 		{Name: "keystone_url", Set: shared.String(&c.KeystoneURL)},
 		{Name: "keystone_user_domain", Set: shared.String(&c.KeystoneUserDomain)},
@@ -189,6 +199,12 @@ func Keywords() []string {
 	return names
 }
 
+// ReuseWindow is how old a token may be and still be handed out again
+// (token_reuse_percent of token_ttl); 0 when reuse is off.
+func (c *Config) ReuseWindow() time.Duration {
+	return reuse.Window(c.TokenTTL, c.TokenReusePercent)
+}
+
 // PolicyConfig is the policy part of the configuration.
 func (c *Config) PolicyConfig() access.PolicyConfig {
 	return access.PolicyConfig{
@@ -216,10 +232,7 @@ func pathList(dst *[]string) func(string) error {
 const maxKeystoneTimeout = 8 * time.Second
 
 // DefaultMetricsNetworks is loopback only.
-var DefaultMetricsNetworks = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
-}
+var DefaultMetricsNetworks = listen.Loopback
 
 // builtinReserved are namespaces no user may own whatever the
 // configuration says: StarlingX mirrors upstream registries under their host
@@ -250,6 +263,7 @@ func Load(path string) (*Config, error) {
 	c := &Config{
 		Server:             shared.DefaultServer(),
 		TokenTTL:           issuer.DefaultTokenTTL,
+		TokenReusePercent:  reuse.DefaultPercent,
 		AuthBackend:        "users",
 		CacheTTL:           authn.DefaultCacheTTL,
 		KeystoneUserDomain: "Default",

@@ -203,3 +203,28 @@ func TestConfigAllErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigReuse(t *testing.T) {
+	for _, tt := range []struct {
+		extra  string
+		window time.Duration
+	}{
+		{"", 30 * time.Second}, // 10 % of the default 5m
+		{"token_reuse_percent 0\n", 0},
+		{"token_reuse_percent 50\ntoken_ttl 1h\n", 30 * time.Minute},
+		{"token_reuse_percent 20\ntoken_ttl 2m\n", 24 * time.Second},
+	} {
+		c, err := loadString(t, fixture.GoodConfig+tt.extra)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.extra, err)
+		}
+		if got := c.ReuseWindow(); got != tt.window {
+			t.Errorf("%q: window %v, want %v", tt.extra, got, tt.window)
+		}
+	}
+	for _, bad := range []string{"-1", "51", "10%", "ten"} {
+		if _, err := loadString(t, fixture.GoodConfig+"token_reuse_percent "+bad+"\n"); err == nil || !strings.Contains(err.Error(), "token_reuse_percent") {
+			t.Errorf("token_reuse_percent %s: %v", bad, err)
+		}
+	}
+}

@@ -21,7 +21,8 @@ type auditRecord struct {
 	clientID  string
 	requested []access.Access
 	granted   []access.Access
-	jti       string
+	jti       string // of the token handed out, reused or new
+	reused    bool   // the token was a kept one (token_reuse), not signed for this request
 	status    int
 	reason    string
 }
@@ -52,6 +53,9 @@ func (a *Audit) Token(rec auditRecord) {
 		slog.String("requested", access.FormatScopes(rec.requested)),
 		slog.String("granted", access.FormatScopes(rec.granted)),
 		slog.String("jti", rec.jti),
+	}
+	if rec.status == 200 {
+		attrs = append(attrs, slog.Bool("reused", rec.reused))
 	}
 	if rec.refreshID != "" {
 		attrs = append(attrs, slog.String("refresh_id", rec.refreshID))

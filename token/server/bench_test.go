@@ -19,8 +19,10 @@ import (
 	"testing"
 
 	"stx-registry/token/authn"
+	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 )
 
 // newBenchServer is newTestServer with the daemon's real authentication
@@ -73,7 +75,7 @@ func benchGet(offline bool) *http.Request {
 
 // BenchmarkTokenHandler measures one token request through Server.Handler:
 // a GET with Basic auth whose password is cached (the steady state of make
-// bench's token load), and a refresh grant.
+// bench's token load), the same with token reuse, and a refresh grant.
 func BenchmarkTokenHandler(b *testing.B) {
 	s := newBenchServer(b)
 	h := s.Handler()
@@ -86,7 +88,7 @@ func BenchmarkTokenHandler(b *testing.B) {
 	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &first) != nil || first.RefreshToken == "" {
 		b.Fatalf("first login: %d %s", w.Code, w.Body)
 	}
-	b.Run("get", func(b *testing.B) {
+	get := func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			w := httptest.NewRecorder()
@@ -95,7 +97,12 @@ func BenchmarkTokenHandler(b *testing.B) {
 				b.Fatalf("status %d: %s", w.Code, w.Body)
 			}
 		}
-	})
+	}
+	b.Run("get", get)
+	// The same with token reuse at its default: all but the first are hits.
+	s.reuse = reuse.New(reuse.Window(issuer.DefaultTokenTTL, reuse.DefaultPercent))
+	b.Run("get_reuse", get)
+	s.reuse = nil
 	form := url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}, "client_id": {"docker"},
 		"service": {testService}, "scope": {"repository:bench/app:pull,push"},

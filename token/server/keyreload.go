@@ -14,8 +14,12 @@ import (
 // signing_key files load, swaps in a new Issuer at once; requests in flight
 // finish with the old one. On any error the current keys stay and the error
 // is logged. Other keywords that changed are named in a warning: they need
-// a restart. running is the configuration the daemon started with.
+// a restart. Either way the tokens kept for reuse are dropped. running is
+// the configuration the daemon started with.
 func (s *Server) ReloadSigningKeys(path string, running *config.Config) {
+	// Whatever the outcome, no token kept for reuse outlives a SIGHUP; the
+	// drop comes after the new issuer is in place (see Server.sign).
+	defer s.dropReusable("SIGHUP")
 	cfg, err := config.Load(path)
 	if err != nil {
 		s.log.Error("signing keys not reloaded: the configuration is invalid; keeping the current keys", "err", err)

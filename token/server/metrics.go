@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"stx-registry/shared/listen"
 	"stx-registry/token/metrics"
 )
 
@@ -13,7 +14,7 @@ import (
 // failure rates are still nobody else's business.
 func MetricsHandler(m *metrics.Metrics, nets []netip.Prefix) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !allowedClient(clientAddr(r), nets) {
+		if !listen.PeerIn(r, nets) {
 			writeError(w, http.StatusForbidden, "forbidden", "metrics are served to metrics_network addresses only")
 			return
 		}
@@ -28,16 +29,4 @@ func MetricsHandler(m *metrics.Metrics, nets []netip.Prefix) http.Handler {
 		m.WriteTo(bw)
 		bw.Flush()
 	})
-}
-
-func allowedClient(a netip.Addr, nets []netip.Prefix) bool {
-	if !a.IsValid() {
-		return false
-	}
-	for _, n := range nets {
-		if n.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -95,22 +95,18 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 
 	id := access.Identity{Name: e.Subject, Admin: e.Admin}
 	granted, refused := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, refused, start)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		deny(http.StatusInternalServerError, "server_error", "internal error", "signing failed")
 		return
 	}
-	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
+	rec.subject, rec.granted, rec.jti, rec.reused, rec.status = id.Name, granted, tok.ID, reused, http.StatusOK
 	s.finish(rec)
-	writeJSON(w, http.StatusOK, tokenResponse{
-		Token:        tok.Raw,
-		AccessToken:  tok.Raw,
-		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
-		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
-		Scope:        access.FormatScopes(granted),
-		RefreshToken: req.refresh, // the same one: never rotated
-	})
+	resp := replyFor(tok, reused, start)
+	resp.Scope = access.FormatScopes(granted)
+	resp.RefreshToken = req.refresh // the same one: never rotated
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // recheckUser asks the backend whether e's user may still log in, when the
@@ -141,6 +137,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 		} else {
 			s.log.Info("refresh tokens revoked: the user no longer exists or is disabled", "subject", e.Subject, "revoked", n)
 		}
+		s.reuse.DropSubject(e.Subject)
 		return errRefreshUserGone
 	case age <= 2*s.recheck:
 		s.log.Warn("refresh: cannot re-check the user, allowed within 2×keystone_recheck_interval of the last check",

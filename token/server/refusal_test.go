@@ -88,3 +88,24 @@ func TestRefreshGrantCarriesRefusals(t *testing.T) {
 		t.Errorf("stx_refused %s\nwant        %s", got, want)
 	}
 }
+
+// TestReuseKeepsRefusalsApart: two requests granted the same but refused
+// differently get different tokens, each carrying its own refusals, and an
+// identical one gets the kept token.
+func TestReuseKeepsRefusalsApart(t *testing.T) {
+	s, _, clock := newReuseServer(t, &fakeAuth{users: map[string]string{"alice": "pw-alice"}}, 5*time.Minute, 30*time.Second)
+	h := s.Handler()
+	plain := pullAs(t, h, "alice", "repository:alice/app:pull").body["token"].(string)
+	clock.Add(time.Second)
+	refused := pullAs(t, h, "alice", "repository:alice/app:pull repository:bob/app:pull").body["token"].(string)
+	if refused == plain {
+		t.Fatal("a request refused bob/app got the token of one that asked for nothing refused")
+	}
+	if _, ok := claims(t, refused)["stx_refused"]; !ok {
+		t.Error("the token of the refused request carries no stx_refused")
+	}
+	clock.Add(time.Second)
+	if again := pullAs(t, h, "alice", "repository:bob/app:pull repository:alice/app:pull").body["token"]; again != refused {
+		t.Error("an identical request, refusals included, was not given the kept token")
+	}
+}

@@ -15,12 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"stx-registry/shared/listen"
 	"stx-registry/token/access"
 	"stx-registry/token/authn"
 	"stx-registry/token/config"
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
 	"stx-registry/token/refresh"
+	"stx-registry/token/reuse"
 )
 
 // Bounds on what a client may send. Headers as a whole are bounded by the
@@ -42,6 +44,7 @@ type Server struct {
 	auth     authn.Authenticator
 	policy   *access.Policy
 	issuer   atomic.Pointer[issuer.Issuer] // swapped by a signing key reload (SIGHUP)
+	reuse    *reuse.Cache                  // token_reuse; nil: every token is signed anew
 	services map[string]bool
 	audit    *Audit
 	log      *slog.Logger
@@ -63,7 +66,8 @@ type Options struct {
 	Auth            authn.Authenticator // the whole chain, see authn.Chain
 	Policy          *access.Policy
 	Issuer          *issuer.Issuer
-	Services        []string // service: the audiences tokens may be issued for
+	Reuse           *reuse.Cache // nil: reuse is off
+	Services        []string     // service: the audiences tokens may be issued for
 	Log             *slog.Logger
 	Metrics         *metrics.Metrics
 	MetricsNetworks []netip.Prefix // metrics_network; nil means loopback only
@@ -84,6 +88,7 @@ func New(o Options) *Server {
 	s := &Server{
 		auth:        o.Auth,
 		policy:      o.Policy,
+		reuse:       o.Reuse,
 		services:    services,
 		audit:       &Audit{log: o.Log},
 		log:         o.Log,
@@ -262,7 +267,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 
 	granted, refused := s.policy.Grant(id, req.scopes)
-	tok, err := s.issuer.Load().Sign(id.Name, req.service, granted, refused, start)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
@@ -274,16 +279,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if req.offline {
 		refresh, rec.refreshID = s.issueRefresh(id, req.service, start)
 	}
-	rec.subject, rec.granted, rec.jti, rec.status = id.Name, granted, tok.ID, http.StatusOK
+	rec.subject, rec.granted, rec.jti, rec.reused, rec.status = id.Name, granted, tok.ID, reused, http.StatusOK
 	s.finish(rec)
 
-	resp := tokenResponse{
-		RefreshToken: refresh,
-		Token:        tok.Raw,
-		AccessToken:  tok.Raw,
-		ExpiresIn:    int(tok.ExpiresAt.Sub(tok.IssuedAt) / time.Second),
-		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
-	}
+	resp := replyFor(tok, reused, start)
+	resp.RefreshToken = refresh
 	if req.post {
 		resp.Scope = access.FormatScopes(granted)
 	}
@@ -454,13 +454,7 @@ func checkCredentials(c authn.Credentials) error {
 
 // clientAddr is the TCP peer. There is no proxy in front of this server, so
 // no forwarding header is trusted.
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
+func clientAddr(r *http.Request) netip.Addr { return listen.Peer(r) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
