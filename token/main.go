@@ -38,8 +38,8 @@
 // Every reply except /metrics is JSON. Users are authorized only within
 // their own namespace; admins and public namespaces come from the configuration.
 //
-// Token reuse: an identical request (same user, service, backend admin flag
-// and granted scopes) within token_reuse_percent of token_ttl gets the
+// Token reuse: an identical request (same user, service, backend admin flag,
+// granted scopes and refusals) within token_reuse_percent of token_ttl gets the
 // token signed for the first one again, while it has at least 60 s left;
 // SIGHUP drops every kept token. 0 signs every token.
 //

@@ -104,7 +104,7 @@ func bundleJWK(v json.RawMessage, certs []*x509.Certificate) bool {
 // answers a malformed token: its own 401 challenge, with
 // error="invalid_token", built by inner from a copy of r whose token
 // cannot parse.
-func refuse(inner auth.AccessController, r *http.Request, access []auth.Access, log *slog.Logger, why error) (*auth.Grant, error) {
+func refuseKeyHeader(inner auth.AccessController, r *http.Request, access []auth.Access, log *slog.Logger, why error) (*auth.Grant, error) {
 	log.Info("token refused", "err", why, "client", r.RemoteAddr)
 	r2 := r.Clone(r.Context())
 	r2.Header.Set("Authorization", "Bearer refused")

@@ -135,11 +135,19 @@ func (p *Policy) IsAdmin(id Identity) bool {
 // Grant returns the subset of requested that id may have, in the requested
 // order, with repository actions expanded from "*" and written in the order
 // pull, push, delete. It returns an empty, non-nil slice when nothing is
-// granted.
-func (p *Policy) Grant(id Identity, requested []Access) []Access {
+// granted. It also returns, for each valid repository and for the catalog
+// whose known actions were not all granted, a Refusal saying which and why
+// (at most MaxRefusals, in the requested order; nil when none).
+func (p *Policy) Grant(id Identity, requested []Access) ([]Access, []Refusal) {
 	granted := []Access{}
+	var refused []Refusal
 	if id.Name == "" {
-		return granted // only authenticated users get anything
+		return granted, nil // only authenticated users get anything
+	}
+	refuse := func(r Refusal) {
+		if len(refused) < MaxRefusals {
+			refused = append(refused, r)
+		}
 	}
 	admin := p.IsAdmin(id)
 	for _, a := range requested {
@@ -147,20 +155,28 @@ func (p *Policy) Grant(id Identity, requested []Access) []Access {
 		case "registry":
 			// The catalog lists every repository: admins only, and
 			// distribution wants exactly the "*" action for it.
-			if admin && a.Name == "catalog" && slices.Contains(a.Actions, "*") {
+			if a.Name != "catalog" || !slices.Contains(a.Actions, "*") {
+				continue
+			}
+			if admin {
 				granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: []string{"*"}})
+			} else {
+				refuse(Refusal{Type: a.Type, Name: a.Name, Actions: []string{"*"}, Reason: catalogReason})
 			}
 		case "repository":
 			if !validRepository(a.Name) {
 				continue
 			}
-			acts := requestedActions(a.Actions) & p.allowed(id, admin, a.Name)
-			if acts != 0 {
+			want, allowed := requestedActions(a.Actions), p.allowed(id, admin, a.Name)
+			if acts := want & allowed; acts != 0 {
 				granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: actionNames(acts)})
+			}
+			if missing := want &^ allowed; missing != 0 {
+				refuse(Refusal{Type: a.Type, Name: a.Name, Actions: actionNames(missing), Reason: p.reason(id, a.Name, missing)})
 			}
 		}
 	}
-	return granted
+	return granted, refused
 }
 
 // allowed returns the actions id may have on the repository name, which is

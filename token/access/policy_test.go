@@ -38,7 +38,7 @@ func TestPublicRepositoryOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.Grant(Identity{Name: "library"}, []Access{repo("library/busybox", "*"), repo("library/other", "push")})
+	got, _ := p.Grant(Identity{Name: "library"}, []Access{repo("library/busybox", "*"), repo("library/other", "push")})
 	if want := []Access{repo("library/busybox", "pull")}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("user library got %v, want %v", got, want)
 	}
@@ -188,7 +188,7 @@ func TestGrant(t *testing.T) {
 	p := testPolicy(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Grant(tt.id, tt.req)
+			got, _ := p.Grant(tt.id, tt.req)
 			if got == nil {
 				t.Fatal("Grant returned nil, want a non-nil slice")
 			}
@@ -290,11 +290,12 @@ func FuzzGrant(f *testing.F) {
 			return
 		}
 		id := Identity{Name: user, Admin: admin}
-		got := p.Grant(id, req)
+		got, refused := p.Grant(id, req)
 		if got == nil {
 			t.Fatal("nil grant")
 		}
 		isAdmin := p.IsAdmin(id)
+		checkRefusals(t, req, got, refused)
 		for _, g := range got {
 			i := slices.IndexFunc(req, func(r Access) bool { return r.Type == g.Type && r.Name == g.Name })
 			if i < 0 {

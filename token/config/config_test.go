@@ -37,7 +37,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
+	if g, _ := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
 		t.Errorf("user docker.io owns the docker.io mirror: %v", g)
 	}
 	c, err = loadString(t, fixture.GoodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")

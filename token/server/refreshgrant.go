@@ -101,8 +101,8 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	}
 
 	id := access.Identity{Name: e.Subject, Admin: e.Admin, ID: e.UserID}
-	granted := s.policy.Grant(id, req.scopes)
-	tok, reused, err := s.sign(id, req.service, granted, start)
+	granted, refused := s.policy.Grant(id, req.scopes)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		deny(http.StatusInternalServerError, "server_error", "internal error", "signing failed")

@@ -277,8 +277,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	granted := s.policy.Grant(id, req.scopes)
-	tok, reused, err := s.sign(id, req.service, granted, start)
+	granted, refused := s.policy.Grant(id, req.scopes)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
@@ -477,12 +477,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// writeError sends an OAuth2-style error (RFC 6749 §5.2) as JSON.
+// writeError sends an OAuth2-style error (RFC 6749 §5.2) as JSON, and the
+// same message as a registry error next to it, for docker, which prints
+// only "errors" (as "unauthorized: MSG"; without it, "authentication
+// required").
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	type registryError struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
 	writeJSON(w, status, struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}{code, msg})
+		Error       string          `json:"error"`
+		Description string          `json:"error_description"`
+		Errors      []registryError `json:"errors"`
+	}{code, msg, []registryError{{registryCode(status), msg}}})
+}
+
+// registryCode is the distribution spec's error code for status.
+func registryCode(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "UNAUTHORIZED"
+	case http.StatusTooManyRequests:
+		return "TOOMANYREQUESTS"
+	case http.StatusServiceUnavailable:
+		return "UNAVAILABLE"
+	}
+	return "UNKNOWN"
 }
 
 // recoverJSON turns a panic into a logged JSON 500 instead of a dropped
