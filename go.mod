@@ -18,7 +18,8 @@ require (
 	// The front door and the referrers API check repository names with
 	// distribution's grammar.
 	github.com/distribution/reference v0.6.0
-	// Tests only: distribution's token verifier takes go-jose algorithm types.
+	// The registry reads a token header's jwk with it, as distribution's verifier
+	// does (registry/tokenauth); tests build tokens with it.
 	github.com/go-jose/go-jose/v4 v4.1.4
 	// The front door matches requests with distribution's own routes.
 	github.com/gorilla/mux v1.8.1

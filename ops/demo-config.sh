@@ -55,8 +55,13 @@ genkey "$dir/server.key"
 # The token signing key and its self-signed certificate: the registry trusts
 # exactly the keys in token.pem.
 genkey "$dir/token.key"
+# Not a CA (openssl req -x509 makes one by default): the registry refuses a
+# CA in token_certificate.
 [ -f "$dir/token.pem" ] || openssl req -x509 -new -key "$dir/token.key" -days 3650 \
-	-subj "/CN=stx-token-server signing key" -out "$dir/token.pem"
+	-subj "/CN=stx-token-server signing key" \
+	-addext "basicConstraints=critical,CA:FALSE" \
+	-addext "keyUsage=critical,digitalSignature" \
+	-out "$dir/token.pem"
 
 # The demo user. Its password is random, printed by "make run" and kept in
 # demo-credentials (mode 0600) as demo:PASSWORD.

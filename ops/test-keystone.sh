@@ -1,6 +1,7 @@
 #!/bin/sh
-# test-keystone.sh DIR PORT ADMIN_PASSWORD: set up a throwaway Keystone for
-# tests and run it in the foreground on http://127.0.0.1:PORT/v3.
+# test-keystone.sh DIR PORT ADMIN_PASSWORD [LOCKOUT_ATTEMPTS [LOCKOUT_DURATION]]:
+# set up a throwaway Keystone for tests and run it in the foreground on
+# http://127.0.0.1:PORT/v3.
 #
 # Everything lives in DIR (created if missing, expected empty): keystone.conf,
 # the sqlite database, the fernet and credential key repositories and
@@ -17,20 +18,27 @@
 set -eu
 
 usage() {
-	echo "usage: test-keystone.sh DIR PORT ADMIN_PASSWORD" >&2
+	echo "usage: test-keystone.sh DIR PORT ADMIN_PASSWORD [LOCKOUT_ATTEMPTS [LOCKOUT_DURATION]]" >&2
 	exit 2
 }
-[ "$#" -eq 3 ] || usage
+case $# in
+3 | 4 | 5) ;;
+*) usage ;;
+esac
 dir=$1
 port=$2
 password=$3
+lockout_attempts=${4:-5}
+lockout_duration=${5:-1800}
 case $dir in
 /*) ;;
 *) echo "test-keystone.sh: DIR must be an absolute path, got $dir" >&2; exit 2 ;;
 esac
-case $port in
-'' | *[!0-9]*) echo "test-keystone.sh: PORT must be a number, got $port" >&2; exit 2 ;;
-esac
+for n in "$port" "$lockout_attempts" "$lockout_duration"; do
+	case $n in
+	'' | *[!0-9]*) echo "test-keystone.sh: PORT, LOCKOUT_ATTEMPTS and LOCKOUT_DURATION must be numbers, got $n" >&2; exit 2 ;;
+	esac
+done
 [ -n "$password" ] || usage
 for cmd in keystone-manage keystone-wsgi-public; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
@@ -65,8 +73,8 @@ key_repository = $dir/credential-keys
 password_hash_rounds = 4
 
 [security_compliance]
-lockout_failure_attempts = 5
-lockout_duration = 1800
+lockout_failure_attempts = $lockout_attempts
+lockout_duration = $lockout_duration
 EOF
 
 # keystone-manage prints harmless eventlet tracebacks on exit; keep them out

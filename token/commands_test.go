@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"stx-registry/token/internal/fixture"
 	"stx-registry/token/refresh"
+	"stx-registry/token/unlock"
 )
 
 func entry(user, service string, now time.Time, ttl time.Duration) refresh.Entry {
@@ -21,7 +23,7 @@ func TestRevokeCommand(t *testing.T) {
 	state := fixture.StateDir(t)
 	conf := fixture.KeyConfig(dir, "state_directory "+state+"\n", key)
 	clock := fixture.NewClock()
-	store, err := refresh.NewFileStore(state, 10, slog.New(slog.DiscardHandler))
+	store, err := refresh.NewFileStore(state, refresh.Limits{Max: 10, UserMax: 10, ClientMax: 10}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,5 +70,39 @@ func TestJWKSCommand(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), `"kid"`); n != 2 {
 		t.Errorf("%d keys printed, want 2:\n%s", n, out.String())
+	}
+}
+
+// unlock queues a request that the running daemon (here a watcher on the
+// same state directory) handles, and says so; without a daemon it says
+// that nobody picked the request up.
+func TestUnlockCommand(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := fixture.WriteKey(t, dir, "k.key", 0o600)
+	state := fixture.StateDir(t)
+	conf := fixture.KeyConfig(dir, "state_directory "+state+"\n", key)
+	ctx, cancel := context.WithCancel(context.Background())
+	unlocked := make(chan string, 1)
+	go unlock.Watch(ctx, state, func(user string) bool { unlocked <- user; return true }, slog.New(slog.DiscardHandler))
+	var out, errOut bytes.Buffer
+	if err := unlockMain([]string{"-f", conf, "alice"}, &out, &errOut); err != nil || out.String() != "unlocked user \"alice\"\n" {
+		t.Fatalf("unlock: %q %v", out.String(), err)
+	}
+	if u := <-unlocked; u != "alice" {
+		t.Fatalf("daemon unlocked %q", u)
+	}
+	cancel()
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"-f", conf}, "usage error"},
+		{[]string{"-f", conf, "a", "b"}, "usage error"},
+		{[]string{"-f", conf, ""}, "usage error"},
+		{[]string{"-f", fixture.KeyConfig(t.TempDir(), "", key), "alice"}, "state_directory is not configured"},
+	} {
+		if err := unlockMain(tt.args, &out, &errOut); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.err)
+		}
 	}
 }

@@ -7,6 +7,7 @@
 //	stx-token-server [-f CONFIG] [-t]
 //	stx-token-server passwd -f USERS_FILE [-d] USER
 //	stx-token-server revoke [-f CONFIG] (-user USER | -all)
+//	stx-token-server unlock [-f CONFIG] USER
 //	stx-token-server jwks [-f CONFIG]
 //	stx-token-server -version
 //
@@ -24,18 +25,21 @@
 //	GET  /readyz           readiness: 200 when the backend (Keystone) answers, else 503
 //	GET  /metrics          Prometheus text format, to metrics_network clients only
 //
-// Passwords are checked through three layers: a credential cache of recent
-// successes (cache_ttl), a brute-force backoff per user and per client
-// address that answers 429 with Retry-After and sends Keystone fewer
-// failures per user and keystone_lockout_window than its lockout threshold
-// (backoff_free, backoff_max, keystone_lockout_attempts,
-// keystone_lockout_window), and the backend.
+// Passwords are checked through layers: a credential cache of recent
+// successes (cache_ttl); a brute-force backoff per user, and per client
+// address for password sprayers, that answers 429 with Retry-After
+// (backoff_free, backoff_max, backoff_spray_users); a Keystone lockout
+// guard that never sends Keystone the failure that would lock an account
+// (keystone_lockout_attempts; "unlock USER" clears it while the daemon
+// runs); caps on password checks in flight per user, per address and in
+// all (backend_per_user, backend_per_address, backend_concurrency,
+// backend_queue; excess gets 429 or 503 at once); and the backend.
 //
 // Every reply except /metrics is JSON. Users are authorized only within
 // their own namespace; admins and public namespaces come from the configuration.
 //
-// Token reuse: an identical request (same user, service, backend admin flag
-// and granted scopes) within token_reuse_percent of token_ttl gets the
+// Token reuse: an identical request (same user, service, backend admin flag,
+// granted scopes and refusals) within token_reuse_percent of token_ttl gets the
 // token signed for the first one again, while it has at least 60 s left;
 // SIGHUP drops every kept token. 0 signs every token.
 //
@@ -47,11 +51,14 @@
 // or access_type=offline in a POST) also gets a refresh_token, which later
 // POSTs exchange (grant_type=refresh_token) for access tokens; the same
 // refresh token is returned every time. A refresh token is 256 random bits,
-// bound to its user and service, valid for refresh_token_ttl; only its
-// SHA-256 is kept, in state_directory/refresh-tokens, which a failover
-// partner reads from the same (DRBD) file system. Each refresh re-checks
-// the user: in the users file on every refresh, in Keystone every
-// keystone_recheck_interval when keystone_service_user is set. "revoke"
+// bound to its user (and Keystone user ID) and service, valid for
+// refresh_token_ttl; only its SHA-256 is kept, in an append-only log
+// state_directory/refresh-tokens, fsynced before the reply, which a
+// failover partner reads from the same (DRBD) file system. Each user keeps
+// at most refresh_token_user_max live refresh tokens, refresh_token_client_max
+// per client_id, the oldest dropped. Each refresh re-checks the user: in the
+// users file on every refresh, in Keystone every keystone_recheck_interval
+// when keystone_service_user is set. "revoke"
 // deletes a user's (or all) refresh tokens while the daemon runs; the next
 // refresh is refused.
 //
@@ -92,6 +99,7 @@ import (
 	"stx-registry/token/refresh"
 	"stx-registry/token/reuse"
 	"stx-registry/token/server"
+	"stx-registry/token/unlock"
 )
 
 // usage is the synopsis printed, with the daemon's flags, for -h and with
@@ -99,6 +107,7 @@ import (
 const usage = `usage: stx-token-server [-f CONFIG] [-t]
        stx-token-server passwd -f USERS_FILE [-d] USER
        stx-token-server revoke [-f CONFIG] (-user USER | -all)
+       stx-token-server unlock [-f CONFIG] USER
        stx-token-server jwks [-f CONFIG]
        stx-token-server probe [-n] [-f CONFIG] [-timeout 5s]
        stx-token-server -version
@@ -119,6 +128,8 @@ func main() {
 		err = passwdMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "revoke":
 		err = revokeMain(os.Args[2:], os.Stdout, os.Stderr)
+	case "unlock":
+		err = unlockMain(os.Args[2:], os.Stdout, os.Stderr)
 	case "jwks":
 		err = jwksMain(os.Args[2:], os.Stdout, os.Stderr)
 	default:
@@ -173,13 +184,22 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 	if err != nil {
 		return err
 	}
-	srv, tlsr, err := newServer(cfg, log)
+	srv, auth, tlsr, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
 	if checkOnly {
 		fmt.Println("configuration ok")
 		return nil
+	}
+	if cfg.KeystoneLockoutWindow != 0 {
+		log.Warn("keystone_lockout_window is no longer used and is ignored: the lockout guard holds a user until a success or stx-token-server unlock")
+	}
+	if cfg.StateDirectory != "" {
+		if err := unlock.Prepare(cfg.StateDirectory); err != nil {
+			return err
+		}
+		go unlock.Watch(ctx, cfg.StateDirectory, auth.Unlock, log)
 	}
 	log.Info("starting", "version", buildinfo.Version(), "config", file, "services", cfg.Services,
 		"algorithm", srv.Issuer().Algorithm(), "backend", cfg.AuthBackend,
@@ -197,18 +217,18 @@ func run(ctx context.Context, file string, checkOnly bool) error {
 
 // newServer builds everything the daemon needs from a validated config, so
 // that -t checks exactly what a start would.
-func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.Reloader, error) {
+func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *authn.Chained, *tlsconf.Reloader, error) {
 	tlsr, err := tlsconf.New(cfg.TLSCertificate, cfg.TLSKey, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	iss, err := issuer.Load(cfg.Issuer, cfg.TokenTTL, cfg.SigningKeys)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	policy, err := access.NewPolicy(cfg.PolicyConfig())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var (
 		backend authn.Authenticator
@@ -219,7 +239,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	case "users":
 		uf, err := authn.NewUsersFile(cfg.UsersFile, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		backend, users = uf, authn.NewUsersFileChecker(uf)
 	case "keystone":
@@ -227,7 +247,7 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		if cfg.KeystoneServiceUser != "" {
 			pw, err := readSecretFile(cfg.KeystoneServicePasswordFile)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
+				return nil, nil, nil, fmt.Errorf("keystone_service_password_file: %w", err)
 			}
 			svc = keystone.Service{User: cfg.KeystoneServiceUser, Password: pw,
 				Project: cfg.KeystoneServiceProject, Domain: cfg.KeystoneServiceDomain}
@@ -242,14 +262,14 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 			Service:      svc,
 		}, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		backend = ks
 		if svc.User != "" {
 			users, recheck = ks, cfg.KeystoneRecheckInterval
 		}
 	default:
-		return nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
+		return nil, nil, nil, fmt.Errorf("auth_backend %q is not supported", cfg.AuthBackend)
 	}
 	m := metrics.New(cfg.AuthBackend, buildinfo.Version())
 	var ready authn.Checker
@@ -259,11 +279,12 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 	auth := authn.Chain(backend, authn.ChainConfig{
 		Cache:   authn.CacheConfig{TTL: cfg.CacheTTL, Size: cfg.CacheSize, Domain: cfg.KeystoneUserDomain},
 		Backoff: cfg.BackoffConfig(),
+		Gate:    cfg.GateConfig(serve.APITimeouts.Write),
 	}, m)
 	var store refresh.Store
 	if cfg.StateDirectory != "" {
-		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log); err != nil {
-			return nil, nil, err
+		if store, err = refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshLimits(), log); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	srv := server.New(server.Options{
@@ -282,5 +303,5 @@ func newServer(cfg *config.Config, log *slog.Logger) (*server.Server, *tlsconf.R
 		Users:           users,
 		Recheck:         recheck,
 	})
-	return srv, tlsr, nil
+	return srv, auth, tlsr, nil
 }

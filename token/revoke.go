@@ -33,7 +33,7 @@ func revokeMain(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: state_directory is not configured, so there are no refresh tokens to revoke", *file)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	store, err := refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshTokenMax, log)
+	store, err := refresh.NewFileStore(cfg.StateDirectory, cfg.RefreshLimits(), log)
 	if err != nil {
 		return err
 	}

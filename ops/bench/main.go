@@ -18,6 +18,9 @@
 //     without (a second token server with token_reuse_percent 0); and a
 //     realistic mix of 200 clients as 20 users pulling 50 repositories each,
 //     with reuse and without;
+//   - the refresh token store at 1k and 100k entries: an offline login (an
+//     add) and a refresh grant (a lookup), also while another user loops
+//     logins, against a cached GET token through the same server;
 //   - Keystone calls made for 1000 sequential, 64 concurrent cold and 300
 //     bad-password token requests, against a real Keystone
 //     (ops/test-keystone.sh);
@@ -29,6 +32,9 @@
 //     data ceiling, a process of this tool that stores and serves the
 //     blob through the same shared/serve server and certificate;
 //   - 200 parallel pulls and 500 parallel token requests;
+//   - the p99 of a correct, uncached login from one address while another
+//     floods made-up names, bursts 500 bad logins or loops one user's bad
+//     passwords;
 //   - the referrers listing of a subject with 1000 referrers among 10000
 //     other manifests, against the tag list of as many tags;
 //   - peak RSS and CPU time of the daemons.
@@ -80,7 +86,7 @@ func main() {
 	runs := fs.Int("runs", 3, "runs per measurement (the median is reported), 1 to 9")
 	out := fs.String("out", "BENCHMARKS.md", "Markdown report `file` (\"\" for none)")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, configs) for inspection")
-	only := fs.String("only", "", "run only the step `STEP` (tokens, keystone, datapath, blob, concurrency or referrers), e.g. while tuning; the report then lacks the other figures")
+	only := fs.String("only", "", "run only the step `STEP` (tokens, refresh, keystone, datapath, blob, concurrency, attacks or referrers), e.g. while tuning; the report then lacks the other figures")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -170,14 +176,16 @@ func run(ctx context.Context, s settings, out string, keep bool) (err error) {
 	}
 	steps := []step{
 		{"tokens", "token issuance", w.benchTokens},
+		{"refresh", "refresh token store", w.benchRefreshStore},
 		{"keystone", "keystone load", w.benchKeystone},
 		{"datapath", "registry data path", w.benchDataPath},
 		{"blob", "blob data path", w.benchBlob},
 		{"concurrency", "concurrency", w.benchConcurrency},
+		{"attacks", "attacks", w.benchAttacks},
 		{"referrers", "referrers listing", w.benchReferrers},
 	}
 	if s.only != "" && !slices.ContainsFunc(steps, func(st step) bool { return st.key == s.only }) {
-		return fmt.Errorf("-only %q: no such step, give tokens, keystone, datapath, blob, concurrency or referrers", s.only)
+		return fmt.Errorf("-only %q: no such step, give tokens, refresh, keystone, datapath, blob, concurrency, attacks or referrers", s.only)
 	}
 	rep := newReport(s)
 	if err := w.build(ctx); err != nil {

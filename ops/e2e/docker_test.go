@@ -247,7 +247,8 @@ func (e *env) failover(t *testing.T) string {
 // daemons: login, push and pull in the own namespace, refusals in another
 // user's namespace, pull by digest, the stored identity (refresh) token
 // through a token server restart, a failover of both daemons and a
-// revocation, a wrong password, and logout.
+// revocation, a wrong password, and logout. A refusal must say why, in
+// docker's own output (TestRefusalMessages checks the other clients).
 //
 // docker treats every registry on a loopback address as insecure: it skips
 // the certificate checks there, so this test does not exercise TLS trust
@@ -272,7 +273,8 @@ func TestDocker(t *testing.T) {
 	mustOK(t, d.docker(t, "", "import", layer.Path(), own), "docker import")
 
 	// A wrong password logs nobody in and stores nothing.
-	mustRefuse(t, d.login(t, e, "user1", "wrong-"+e.passwords["user1"]), "docker login with a wrong password")
+	mustRefuseSaying(t, d.login(t, e, "user1", "wrong-"+e.passwords["user1"]), "docker login with a wrong password",
+		`Error response from daemon: Get "https://`+reg+`/v2/": unauthorized: `+badPassword)
 	if _, err := os.Stat(filepath.Join(d.Config, "config.json")); err == nil {
 		if _, a := d.config(t, e); a != nil {
 			t.Fatalf("a refused login stored credentials for %s", reg)
@@ -329,14 +331,16 @@ func TestDocker(t *testing.T) {
 			mustOK(t, d.docker(t, "", "pull", own), "docker pull "+own)
 		}
 		mustOK(t, d.docker(t, "", "tag", own, other), "docker tag")
-		mustRefuse(t, d.docker(t, "", "push", other), "docker push to user2's namespace as user1")
+		mustRefuseSaying(t, d.docker(t, "", "push", other), "docker push to user2's namespace as user1",
+			"\ndenied: "+why(whyPush, "dock")+"\n")
 		if got := e.registryDigest(t, "user2/dock", "v1"); got != "" {
 			t.Errorf("the refused push left user2/dock:v1 in the registry (%s)", got)
 		}
 
 		private := reg + "/user2/private:v1"
 		e.mustPush(t, h, "user2", newImage(t, "v1"), "user2/private:v1")
-		mustRefuse(t, d.docker(t, "", "pull", private), "docker pull of user2's private image as user1")
+		mustRefuseSaying(t, d.docker(t, "", "pull", private), "docker pull of user2's private image as user1",
+			"Error response from daemon: pull access denied for "+reg+"/user2/private, repository does not exist or may require 'docker login': denied: "+why(whyPull, "private"))
 		if d.imageExists(t, private) {
 			t.Errorf("the refused pull left %s in the engine", private)
 		}

@@ -40,7 +40,8 @@ func (f *refusal) serve(w http.ResponseWriter) {
 // guard stands between distribution and the client's ResponseWriter. It
 // turns distribution's few answers that are not registry errors (the
 // text/plain 405 of a method a route lacks, a bare 400) into registry
-// errors; it turns a 5xx caused by a request body the client did not send
+// errors; it answers a 401 with a DENIED error that says why when the
+// access controller recorded why (Deny); it turns a 5xx caused by a request body the client did not send
 // in full into a 4xx; and it logs every other 5xx, the server's own
 // faults, at error level.
 type guard struct {
@@ -66,6 +67,10 @@ func (g *guard) WriteHeader(status int) {
 	switch {
 	case status >= 500 && g.gate.bodyFailed() != nil:
 		g.replace(&refusal{http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "the request body could not be read in full"})
+		return
+	case status == http.StatusUnauthorized && g.gate.denial() != "":
+		g.replaced = true
+		serveDenied(g.w, g.gate.denial())
 		return
 	case status >= 500:
 		g.logger.Error("registry server error", "method", g.r.Method, "path", g.r.URL.Path, "status", status, "remote", g.r.RemoteAddr)

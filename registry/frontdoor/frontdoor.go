@@ -26,6 +26,9 @@
 //   - Serves a manifest fetched by digest to a client that did not restrict
 //     the media types (no Accept header, or one allowing */*) with its
 //     stored media type, where distribution would answer 404.
+//   - Answers a request whose verified token lacks the access it needs
+//     with a DENIED error whose detail says why, as the access controller
+//     recorded it (Deny), instead of distribution's bare UNAUTHORIZED.
 //   - Turns a 5xx caused by a request body that did not arrive in full into
 //     a 4xx, and logs every other 5xx, the server's own fault, at error
 //     level.

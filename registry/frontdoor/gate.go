@@ -27,6 +27,8 @@ type gate struct {
 	method string
 	path   string
 
+	denied atomic.Pointer[string] // why the token does not grant the request's access (Deny)
+
 	mu      sync.Mutex
 	bodyErr error // the client's body failed to arrive (cut short, timed out)
 }

@@ -6,10 +6,15 @@
 // registry. The bundle is read with shared/jws, so only the algorithms of
 // its keys are accepted and a key the token server refuses is refused here
 // too. Distribution reads its keys once, when its controller is built;
-// this package only decides when to build a new one. No JWT is parsed or
-// verified here. A request whose token is verified and grants its access
-// is let through the front door (frontdoor.Open): only then may its body
-// be read.
+// this package only decides when to build a new one. No JWT is verified
+// here; only the header's x5c and jwk are read, to refuse a key that is not
+// exactly one of the bundle's (keyheader.go). A request whose token is
+// verified and grants its access is let through the front door
+// (frontdoor.Open): only then may its body be read. A request whose token
+// is verified but lacks the access is refused with the reason the token
+// server put in the token (its stx_refused claim, read only after
+// distribution verified the token), in the challenges and, through the
+// front door (frontdoor.Deny), in a DENIED error.
 package tokenauth
 
 import (
@@ -20,7 +25,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/auth"
 	// The token access controller registers itself by name; New builds
-	// it by that name.
+	// it by that name. refusal.go uses its errors too.
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 
 	"stx-registry/registry/config"
@@ -59,7 +64,9 @@ func controllerFromOptions(options map[string]any) (auth.AccessController, error
 // token access controller, built from the current token_certificate. It is
 // safe for concurrent use.
 type Controller struct {
-	keys *files.Watched[*tokenKeys]
+	keys           *files.Watched[*tokenKeys]
+	log            *slog.Logger
+	realm, service string // token_realm, token_service: for a refusal's challenges
 }
 
 // tokenKeys is one built verifier and what it was built from.
@@ -99,7 +106,7 @@ func New(c *config.Config, logger *slog.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Controller{keys: keys}, nil
+	return &Controller{keys: keys, log: logger, realm: c.TokenRealm, service: c.TokenService}, nil
 }
 
 // load reads the bundle and builds distribution's verifier from it. The
@@ -122,12 +129,21 @@ func load(path string, base map[string]any) (*tokenKeys, error) {
 }
 
 // Authorized checks the request's bearer token with the current verifier,
-// after looking for a changed bundle at most once per files.CheckInterval.
-// Challenges and errors are distribution's own. A granted request is let
-// through the front door (frontdoor.Open): from then on its body may be
-// read.
+// after looking for a changed bundle at most once per files.CheckInterval,
+// and after refusing a token that names a key outside the bundle
+// (keyheader.go). Challenges and errors are distribution's own, but for a
+// verified token that lacks access: that refusal says why (see refusal). A
+// granted request is let through the front door (frontdoor.Open): from
+// then on its body may be read.
 func (tc *Controller) Authorized(r *http.Request, access ...auth.Access) (*auth.Grant, error) {
-	grant, err := tc.keys.Get().inner.Authorized(r, access...)
+	k := tc.keys.Get()
+	if err := checkKeyHeader(r, k.bundle.Certs); err != nil {
+		return refuseKeyHeader(k.inner, r, access, tc.log, err)
+	}
+	grant, err := k.inner.Authorized(r, access...)
+	if isInsufficientScope(err) {
+		return nil, tc.refuse(r, access)
+	}
 	if err == nil && grant != nil {
 		frontdoor.Open(r.Context())
 	}

@@ -23,6 +23,9 @@ type Bundle struct {
 	Algorithms []any
 	// Certificates is the number of certificates in the bundle.
 	Certificates int
+	// Certs are the bundle's certificates, in order: a token that names
+	// its key by x5c or jwk must name one of these exactly.
+	Certs []*x509.Certificate
 }
 
 // ReadBundle reads the token server's signing certificate bundle at path.
@@ -44,7 +47,10 @@ func ReadBundle(path string) (Bundle, error) {
 
 // ParseBundle maps each certificate's public key in a PEM bundle to its
 // JWS algorithm with Algorithm, so that a key the token server would refuse
-// to sign with is refused here too. Only CERTIFICATE blocks are allowed.
+// to sign with is refused here too. Only CERTIFICATE blocks are allowed,
+// and no CA certificate: distribution verifies a token's x5c chain against
+// the bundle, so a CA in it would let every key the CA certified sign
+// tokens.
 func ParseBundle(data []byte) (Bundle, error) {
 	var b Bundle
 	for n := 1; ; n++ {
@@ -60,6 +66,9 @@ func ParseBundle(data []byte) (Bundle, error) {
 		if err != nil {
 			return Bundle{}, fmt.Errorf("certificate %d: %w", n, err)
 		}
+		if err := notCA(cert); err != nil {
+			return Bundle{}, fmt.Errorf("certificate %d (%s): %w", n, cert.Subject, err)
+		}
 		alg, err := Algorithm(cert.PublicKey)
 		if err != nil {
 			return Bundle{}, fmt.Errorf("certificate %d (%s): %w", n, cert.Subject, err)
@@ -68,9 +77,26 @@ func ParseBundle(data []byte) (Bundle, error) {
 			b.Algorithms = append(b.Algorithms, alg)
 		}
 		b.Certificates++
+		b.Certs = append(b.Certs, cert)
 	}
 	if b.Certificates == 0 {
 		return Bundle{}, errors.New("no PEM certificate found: give the token server's signing certificate")
 	}
 	return b, nil
+}
+
+// notCA refuses a certificate that Go's verifier would accept as the
+// issuer of another: CA:TRUE, the keyCertSign usage, or version 1 (which
+// has no basic constraints and is taken as a CA).
+func notCA(cert *x509.Certificate) error {
+	const hint = "the token_certificate bundle must hold only the token server's own signing certificates (CA:FALSE, keyUsage digitalSignature), never a CA: distribution would accept tokens from every key the CA certified"
+	switch {
+	case cert.IsCA:
+		return fmt.Errorf("is a CA certificate (basicConstraints CA:TRUE): %s", hint)
+	case cert.KeyUsage&x509.KeyUsageCertSign != 0:
+		return fmt.Errorf("may sign certificates (keyUsage keyCertSign): %s", hint)
+	case cert.Version < 3:
+		return fmt.Errorf("is a version %d certificate, which Go takes as a CA: %s", cert.Version, hint)
+	}
+	return nil
 }

@@ -116,6 +116,48 @@ func TestParseBundle(t *testing.T) {
 	}
 }
 
+// TestBundleRefusesCA: distribution chains a token's x5c to the bundle, so
+// a CA certificate in it would hand signing to every key the CA certified.
+// A CA (basicConstraints CA:TRUE) or a certificate that may sign
+// certificates (keyCertSign) is refused, with a message that says why.
+func TestBundleRefusesCA(t *testing.T) {
+	k := bundleKey(t, "P-256")
+	cert := func(ca bool, usage x509.KeyUsage) []byte {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "token CA"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IsCA: ca, BasicConstraintsValid: ca, KeyUsage: usage}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	tests := []struct {
+		name string
+		data []byte
+		want string // "" accepted
+	}{
+		{"CA", cert(true, x509.KeyUsageCertSign|x509.KeyUsageCRLSign), "CA:TRUE"},
+		{"CA without key usage", cert(true, 0), "CA:TRUE"},
+		{"keyCertSign without CA", cert(false, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature), "keyCertSign"},
+		{"CA after a good one", append(selfSigned(t, bundleKey(t, "P-256")), cert(true, 0)...), "certificate 2"},
+		{"signing certificate", cert(false, x509.KeyUsageDigitalSignature), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := ParseBundle(tt.data)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want == "" && len(b.Certs) != 1:
+				t.Errorf("%d certificates kept, want 1", len(b.Certs))
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "never a CA")):
+				t.Errorf("err = %v, want one containing %q and saying why", err, tt.want)
+			}
+		})
+	}
+}
+
 // TestBundleRefusesWhatSigningRefuses: a key the token server cannot sign
 // with is refused in the bundle with the same message.
 func TestBundleRefusesWhatSigningRefuses(t *testing.T) {

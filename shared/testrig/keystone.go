@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,7 +34,8 @@ const (
 
 // Keystone is a throwaway Keystone run by ops/test-keystone.sh: plain HTTP
 // on a free loopback port, sqlite, fernet tokens, lockout after 5 failures
-// for 30 minutes, and the bootstrap admin "admin" in project "admin".
+// for 30 minutes unless KeystoneOptions say otherwise, and the bootstrap
+// admin "admin" in project "admin".
 type Keystone struct {
 	URL           string // http://127.0.0.1:PORT/v3
 	Dir           string // test-keystone.sh's DIR: keystone.conf, the database, keystone.log
@@ -45,10 +47,22 @@ type Keystone struct {
 	adminToken string // the bootstrap admin's, scoped to project admin
 }
 
+// KeystoneOptions are Keystone's [security_compliance] settings; zero
+// fields keep ops/test-keystone.sh's defaults (5 failures, 1800 s).
+type KeystoneOptions struct {
+	LockoutAttempts int           // lockout_failure_attempts
+	LockoutDuration time.Duration // lockout_duration, whole seconds
+}
+
 // StartKeystone runs ops/test-keystone.sh with its files under base (an
 // existing directory), waits until GET /v3 answers 200 and logs in as the
 // bootstrap admin for the admin calls. The caller stops it with Stop.
-func StartKeystone(ctx context.Context, base string) (_ *Keystone, err error) {
+func StartKeystone(ctx context.Context, base string) (*Keystone, error) {
+	return StartKeystoneWith(ctx, base, KeystoneOptions{})
+}
+
+// StartKeystoneWith is StartKeystone with other lockout settings.
+func StartKeystoneWith(ctx context.Context, base string, o KeystoneOptions) (_ *Keystone, err error) {
 	for _, tool := range []string{"keystone-manage", "keystone-wsgi-public"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s is not installed: run make test-deps", tool)
@@ -73,8 +87,19 @@ func StartKeystone(ctx context.Context, base string) (_ *Keystone, err error) {
 	// The script execs keystone-wsgi-public, so this PID is Keystone's
 	// once it serves; its own group, so that stopping it during the set-up
 	// stops keystone-manage too.
+	argv := []string{"sh", filepath.Join(root, "ops", "test-keystone.sh"), k.Dir, port, k.AdminPassword}
+	if o.LockoutAttempts != 0 || o.LockoutDuration != 0 {
+		attempts, duration := max(o.LockoutAttempts, 0), int(o.LockoutDuration/time.Second)
+		if attempts == 0 {
+			attempts = 5
+		}
+		if duration == 0 {
+			duration = 1800
+		}
+		argv = append(argv, strconv.Itoa(attempts), strconv.Itoa(duration))
+	}
 	k.proc, err = Start(Cmd{
-		Argv:  []string{"sh", filepath.Join(root, "ops", "test-keystone.sh"), k.Dir, port, k.AdminPassword},
+		Argv:  argv,
 		Log:   k.AccessLog,
 		Group: true,
 	})

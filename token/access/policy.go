@@ -31,10 +31,14 @@ const (
 )
 
 // Identity is who the token is for. Admin may be set by a backend (a
-// Keystone role with admin_role); admin_user names are admins too.
+// Keystone role with admin_role); admin_user names are admins too. ID is
+// the backend's own ID for the user, which a name reused by a new user does
+// not share (Keystone's user id); "" for the users file. The policy uses
+// only Name and Admin; refresh tokens are bound to ID.
 type Identity struct {
 	Name  string
 	Admin bool
+	ID    string
 }
 
 // PolicyConfig is the policy part of the configuration; each field is the
@@ -51,7 +55,8 @@ type PolicyConfig struct {
 //
 //   - admins get everything requested on valid repositories, and the catalog;
 //   - user U gets pull, push and delete on U/… unless U is reserved (public
-//     namespaces are reserved too) or is not a valid path component;
+//     namespaces, and the first component of every public repository, are
+//     reserved too) or is not a valid path component;
 //   - every user gets pull on public namespaces and public repositories;
 //   - anything else, including names outside distribution's repository
 //     grammar and other resource types, is dropped.
@@ -59,7 +64,7 @@ type Policy struct {
 	admins             map[string]bool
 	publicNamespaces   map[string]bool
 	publicRepositories map[string]bool
-	reserved           map[string]bool // reserved_namespace and public_namespace
+	reserved           map[string]bool // reserved_namespace, public_namespace, public_repository's first component
 }
 
 // NewPolicy checks c and builds the policy.
@@ -89,6 +94,10 @@ func NewPolicy(c PolicyConfig) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("public_repository %s: not a repository name, want lowercase components joined by '/' like %q, no host:port", echo(r), "library/busybox"))
 		}
 		p.publicRepositories[r] = true
+		// The user named like the first component would otherwise own
+		// the image every user pulls.
+		ns, _, _ := strings.Cut(r, "/")
+		p.reserved[ns] = true
 	}
 	for _, ns := range c.ReservedNamespaces {
 		if !ValidComponent(ns) {
@@ -126,11 +135,19 @@ func (p *Policy) IsAdmin(id Identity) bool {
 // Grant returns the subset of requested that id may have, in the requested
 // order, with repository actions expanded from "*" and written in the order
 // pull, push, delete. It returns an empty, non-nil slice when nothing is
-// granted.
-func (p *Policy) Grant(id Identity, requested []Access) []Access {
+// granted. It also returns, for each valid repository and for the catalog
+// whose known actions were not all granted, a Refusal saying which and why
+// (at most MaxRefusals, in the requested order; nil when none).
+func (p *Policy) Grant(id Identity, requested []Access) ([]Access, []Refusal) {
 	granted := []Access{}
+	var refused []Refusal
 	if id.Name == "" {
-		return granted // only authenticated users get anything
+		return granted, nil // only authenticated users get anything
+	}
+	refuse := func(r Refusal) {
+		if len(refused) < MaxRefusals {
+			refused = append(refused, r)
+		}
 	}
 	admin := p.IsAdmin(id)
 	for _, a := range requested {
@@ -138,20 +155,28 @@ func (p *Policy) Grant(id Identity, requested []Access) []Access {
 		case "registry":
 			// The catalog lists every repository: admins only, and
 			// distribution wants exactly the "*" action for it.
-			if admin && a.Name == "catalog" && slices.Contains(a.Actions, "*") {
+			if a.Name != "catalog" || !slices.Contains(a.Actions, "*") {
+				continue
+			}
+			if admin {
 				granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: []string{"*"}})
+			} else {
+				refuse(Refusal{Type: a.Type, Name: a.Name, Actions: []string{"*"}, Reason: catalogReason})
 			}
 		case "repository":
 			if !validRepository(a.Name) {
 				continue
 			}
-			acts := requestedActions(a.Actions) & p.allowed(id, admin, a.Name)
-			if acts != 0 {
+			want, allowed := requestedActions(a.Actions), p.allowed(id, admin, a.Name)
+			if acts := want & allowed; acts != 0 {
 				granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: actionNames(acts)})
+			}
+			if missing := want &^ allowed; missing != 0 {
+				refuse(Refusal{Type: a.Type, Name: a.Name, Actions: actionNames(missing), Reason: p.reason(id, a.Name, missing)})
 			}
 		}
 	}
-	return granted
+	return granted, refused
 }
 
 // allowed returns the actions id may have on the repository name, which is

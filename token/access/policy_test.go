@@ -30,6 +30,20 @@ func repo(name string, actions ...string) Access {
 	return acc("repository", name, actions...)
 }
 
+// TestPublicRepositoryOwner: with public_repository library/busybox, the
+// user called library must not push to or delete from the image every user
+// pulls (issue: public repositories).
+func TestPublicRepositoryOwner(t *testing.T) {
+	p, err := NewPolicy(PolicyConfig{PublicRepositories: []string{"library/busybox"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.Grant(Identity{Name: "library"}, []Access{repo("library/busybox", "*"), repo("library/other", "push")})
+	if want := []Access{repo("library/busybox", "pull")}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("user library got %v, want %v", got, want)
+	}
+}
+
 func TestGrant(t *testing.T) {
 	all := []string{"pull", "push", "delete"}
 	user1 := Identity{Name: "user1"}
@@ -99,6 +113,12 @@ func TestGrant(t *testing.T) {
 		{"public repository exact", user1,
 			[]Access{repo("starlingx/stx-platform", "pull", "push"), repo("pause", "pull")},
 			[]Access{repo("starlingx/stx-platform", "pull"), repo("pause", "pull")}},
+		{"public repository's first component is reserved", Identity{Name: "starlingx"},
+			[]Access{repo("starlingx/stx-platform", "pull", "push", "delete"), repo("starlingx/other", "push")},
+			[]Access{repo("starlingx/stx-platform", "pull")}},
+		{"one-component public repository reserves its name", Identity{Name: "pause"},
+			[]Access{repo("pause/x", "push"), repo("pause", "pull", "push")},
+			[]Access{repo("pause", "pull")}},
 		{"public repository no prefix match", user1,
 			[]Access{repo("starlingx/stx-platform2", "pull"), repo("starlingx/stx-platform/sub", "pull"), repo("starlingx/other", "pull")},
 			[]Access{}},
@@ -168,7 +188,7 @@ func TestGrant(t *testing.T) {
 	p := testPolicy(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Grant(tt.id, tt.req)
+			got, _ := p.Grant(tt.id, tt.req)
 			if got == nil {
 				t.Fatal("Grant returned nil, want a non-nil slice")
 			}
@@ -270,11 +290,12 @@ func FuzzGrant(f *testing.F) {
 			return
 		}
 		id := Identity{Name: user, Admin: admin}
-		got := p.Grant(id, req)
+		got, refused := p.Grant(id, req)
 		if got == nil {
 			t.Fatal("nil grant")
 		}
 		isAdmin := p.IsAdmin(id)
+		checkRefusals(t, req, got, refused)
 		for _, g := range got {
 			i := slices.IndexFunc(req, func(r Access) bool { return r.Type == g.Type && r.Name == g.Name })
 			if i < 0 {

@@ -49,6 +49,7 @@ type CredentialCache struct {
 	metrics *metrics.Metrics
 	key     [32]byte
 	now     func() time.Time
+	onHit   func(context.Context, Credentials) // told of every hit; set by Chain
 
 	mu       sync.Mutex
 	lru      *list.List // of *cacheEntry, most recent first
@@ -121,6 +122,9 @@ func (c *CredentialCache) Authenticate(ctx context.Context, cr Credentials) (acc
 			id := e.id
 			c.mu.Unlock()
 			c.metrics.CacheHit()
+			if c.onHit != nil {
+				c.onHit(ctx, cr)
+			}
 			return id, nil
 		}
 	}

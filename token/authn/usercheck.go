@@ -9,11 +9,19 @@ import (
 // there: their refresh tokens are revoked.
 var ErrUserGone = errors.New("user no longer exists or is disabled")
 
+// ErrUserReplaced means a user of that name exists, but it is not the one
+// the refresh token was issued to: the name was deleted and given to a new
+// user, or the token predates binding to the backend's user ID. That token
+// is revoked; the current user's are not.
+var ErrUserReplaced = errors.New("the user of that name is not the one the refresh token was issued to")
+
 // A UserChecker confirms, on a refresh grant, that a refresh token's user
-// may still log in. It returns nil, ErrUserGone, or another error when it
-// cannot tell (the backend is down).
+// may still log in: name must exist and be enabled, and where the backend
+// has user IDs, name's ID must be id, the one recorded at login. It returns
+// nil, ErrUserGone, ErrUserReplaced, or another error when it cannot tell
+// (the backend is down).
 type UserChecker interface {
-	CheckUser(ctx context.Context, name string) error
+	CheckUser(ctx context.Context, name, id string) error
 }
 
 // usersFileChecker checks the users file: a user deleted with
@@ -21,7 +29,8 @@ type UserChecker interface {
 // refresh.
 type usersFileChecker struct{ u *UsersFile }
 
-func (c usersFileChecker) CheckUser(_ context.Context, name string) error {
+// The users file has no user IDs: id is "" and not compared.
+func (c usersFileChecker) CheckUser(_ context.Context, name, _ string) error {
 	if !c.u.Exists(name) {
 		return ErrUserGone
 	}

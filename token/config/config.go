@@ -79,26 +79,48 @@ type Config struct {
 	CacheTTL  time.Duration
 	CacheSize int
 
-	// backoff_free N: bad passwords a user or a client address may send
-	// before it is held, 1 to 100. Default 3. After the k-th failure
-	// (k ≥ N) the user and the address are each held for 1s·2^(k−N),
-	// answered 429 with Retry-After without asking the backend. A success
-	// resets both; 15 minutes without a failure forget them.
+	// backoff_free N: bad passwords a user may send before it is held,
+	// 1 to 100. Default 3. After the k-th failure (k ≥ N) the user is held
+	// for 1s·2^(k−N) from any address, answered 429 with Retry-After
+	// without asking the backend. 15 minutes without a failure forget them;
+	// a success does not.
 	BackoffFree int
 	// backoff_max DURATION: the longest hold, 1s to 1h. Default 5m.
 	BackoffMax time.Duration
+	// backoff_spray_users N: distinct users that may fail from one client
+	// address (IPv6: one /64) before the address itself is held, 2 to 64.
+	// Default 10. Below it, one user's failures never hold back another
+	// user from the same address; from the N-th distinct failing user on,
+	// the address is held 1s·2^(k−N) after the k-th.
+	BackoffSprayUsers int
 	// keystone_lockout_attempts N: Keystone's [security_compliance]
 	// lockout_failure_attempts, 0 (Keystone lockout off) or 2 to 100.
-	// Default 5, as StarlingX sets it. With auth_backend keystone, at most
-	// N−1 bad passwords for one user are sent to Keystone before a success;
-	// then the user is held (429) until keystone_lockout_window has passed
-	// since the last failure, so an attacker cannot lock the account in
-	// Keystone through this server within a window. A cached password still
-	// works meanwhile. Ignored with auth_backend users.
+	// Default 5, as StarlingX sets it. With auth_backend keystone, after N−1
+	// bad passwords for one user since the last success this server saw
+	// (never forgotten with time, as in Keystone), only the password that
+	// last succeeded for that user is sent to Keystone; everything else is
+	// refused at once. "stx-token-server unlock USER" clears the count.
+	// Ignored with auth_backend users.
 	KeystoneLockoutAttempts int
-	// keystone_lockout_window DURATION: 1m to 24h, default 30m. Set it at
-	// least to Keystone's lockout_duration (StarlingX: 1800 s).
+	// keystone_lockout_window DURATION: no longer used (the lockout guard
+	// does not expire with time); accepted so that old files still load,
+	// and logged as ignored.
 	KeystoneLockoutWindow time.Duration
+
+	// backend_concurrency N: password checks (bcrypt or Keystone logins)
+	// under way at once, 1 to 256. Default 4.
+	BackendConcurrency int
+	// backend_queue N: password checks that may wait for a slot, 1 to
+	// 4096. Default 32. Beyond it, and after a wait that would not leave
+	// time to answer within the write timeout, 503 with Retry-After.
+	BackendQueue int
+	// backend_per_user N: backend calls in flight (running or waiting)
+	// for one user, 1 to 16. Default 1.
+	BackendPerUser int
+	// backend_per_address N: backend calls in flight (running or waiting)
+	// for one client address, 1 to 64, at most backend_concurrency.
+	// Default 2. Excess gets 429 with Retry-After 1.
+	BackendPerAddress int
 
 	// state_directory PATH: where refresh tokens are kept (only their
 	// SHA-256 hashes, in the file refresh-tokens). It must exist, belong to
@@ -118,6 +140,13 @@ type Config struct {
 	// Default 100000. Beyond it a login gets no refresh token (logged as a
 	// warning); expired entries are purged first.
 	RefreshTokenMax int
+	// refresh_token_user_max N: one user's live refresh tokens, 1 to
+	// 1000000, default 100; refresh_token_client_max N: one user's from one
+	// client_id, 1 to 1000000, default 20. The smallest bound that applies
+	// wins.
+	// A login beyond either drops that user's oldest token (of that
+	// client first), so one user's login loop never crowds out another's.
+	RefreshTokenUserMax, RefreshTokenClientMax int
 	// keystone_service_user NAME, keystone_service_password_file PATH,
 	// keystone_service_project NAME: the Keystone account that re-checks,
 	// on refresh grants, that a refresh token's user still exists and is
@@ -145,7 +174,7 @@ type Config struct {
 	// NAME/…. Default "public".
 	PublicNamespaces []string
 	// public_repository NAME (repeatable): exact repositories every
-	// authenticated user may pull.
+	// authenticated user may pull; their first component is reserved.
 	PublicRepositories []string
 	// reserved_namespace NAME (repeatable): namespaces only admins own, in
 	// addition to builtinReserved and the public namespaces.
@@ -163,7 +192,7 @@ func (c *Config) keywords() []shared.Keyword {
 		{Name: "keystone_url", Set: shared.String(&c.KeystoneURL)},
 		{Name: "keystone_user_domain", Set: shared.String(&c.KeystoneUserDomain)},
 		{Name: "keystone_ca", Set: shared.Path(&c.KeystoneCA)},
-		{Name: "keystone_timeout", Set: shared.Duration(&c.KeystoneTimeout, time.Second, maxKeystoneTimeout)},
+		{Name: "keystone_timeout", Set: shared.Duration(&c.KeystoneTimeout, MinKeystoneTimeout, MaxKeystoneTimeout)},
 		{Name: "admin_role", Set: shared.String(&c.AdminRole)},
 		{Name: "admin_project", Set: shared.String(&c.AdminProject)},
 		{Name: "users_file", Set: shared.Path(&c.UsersFile)},
@@ -173,9 +202,16 @@ func (c *Config) keywords() []shared.Keyword {
 		{Name: "backoff_max", Set: shared.Duration(&c.BackoffMax, time.Second, time.Hour)},
 		{Name: "keystone_lockout_attempts", Set: shared.Int(&c.KeystoneLockoutAttempts, 0, 100)},
 		{Name: "keystone_lockout_window", Set: shared.Duration(&c.KeystoneLockoutWindow, time.Minute, 24*time.Hour)},
+		{Name: "backoff_spray_users", Set: shared.Int(&c.BackoffSprayUsers, 2, authn.MaxSprayUsers)},
+		{Name: "backend_concurrency", Set: shared.Int(&c.BackendConcurrency, 1, 256)},
+		{Name: "backend_queue", Set: shared.Int(&c.BackendQueue, 1, 4096)},
+		{Name: "backend_per_user", Set: shared.Int(&c.BackendPerUser, 1, 16)},
+		{Name: "backend_per_address", Set: shared.Int(&c.BackendPerAddress, 1, 64)},
 		{Name: "state_directory", Set: shared.Path(&c.StateDirectory)},
 		{Name: "refresh_token_ttl", Set: shared.Duration(&c.RefreshTokenTTL, refresh.MinRefreshTokenTTL, refresh.MaxRefreshTokenTTL)},
 		{Name: "refresh_token_max", Set: shared.Int(&c.RefreshTokenMax, 1, refresh.MaxRefreshTokenMax)},
+		{Name: "refresh_token_user_max", Set: shared.Int(&c.RefreshTokenUserMax, 1, refresh.MaxRefreshTokenMax)},
+		{Name: "refresh_token_client_max", Set: shared.Int(&c.RefreshTokenClientMax, 1, refresh.MaxRefreshTokenMax)},
 		{Name: "keystone_service_user", Set: shared.String(&c.KeystoneServiceUser)},
 		{Name: "keystone_service_password_file", Set: shared.Path(&c.KeystoneServicePasswordFile)},
 		{Name: "keystone_service_project", Set: shared.String(&c.KeystoneServiceProject)},
@@ -227,9 +263,14 @@ func pathList(dst *[]string) func(string) error {
 	}
 }
 
-// maxKeystoneTimeout leaves 2 s of serve.APITimeouts.Write (10 s) for
-// answering after a Keystone that hangs.
-const maxKeystoneTimeout = 8 * time.Second
+// MinKeystoneTimeout, MaxKeystoneTimeout and DefaultKeystoneTimeout bound
+// keystone_timeout. The maximum leaves 2 s of serve.APITimeouts.Write
+// (10 s) for answering after a Keystone that hangs.
+const (
+	MinKeystoneTimeout     = time.Second
+	MaxKeystoneTimeout     = 8 * time.Second
+	DefaultKeystoneTimeout = 5 * time.Second
+)
 
 // DefaultMetricsNetworks is loopback only.
 var DefaultMetricsNetworks = listen.Loopback
@@ -243,19 +284,42 @@ var builtinReserved = []string{
 	"ghcr.io", "icr.io", "registry.local",
 }
 
-// BackoffConfig is the Backoff configuration; the lockout cap applies to
+// RefreshLimits returns the refresh store's limits.
+func (c *Config) RefreshLimits() refresh.Limits {
+	return refresh.Limits{Max: c.RefreshTokenMax, UserMax: c.RefreshTokenUserMax, ClientMax: c.RefreshTokenClientMax}
+}
+
+// BackoffConfig is the Backoff configuration; the lockout guard applies to
 // Keystone only.
 func (c *Config) BackoffConfig() authn.BackoffConfig {
 	bc := authn.BackoffConfig{
 		Free:            c.BackoffFree,
 		Max:             c.BackoffMax,
+		SprayUsers:      c.BackoffSprayUsers,
 		LockoutAttempts: c.KeystoneLockoutAttempts,
-		LockoutWindow:   c.KeystoneLockoutWindow,
+		PerUser:         c.BackendPerUser,
+		PerAddress:      c.BackendPerAddress,
 	}
 	if c.AuthBackend != "keystone" {
 		bc.LockoutAttempts = 0
 	}
 	return bc
+}
+
+// GateConfig bounds the password checks under way. A check waits for a
+// slot at most what is left of the write timeout (writeTimeout) after the
+// backend's own bound (keystone_timeout; bcrypt is given 2 s) and a second
+// to answer.
+func (c *Config) GateConfig(writeTimeout time.Duration) authn.GateConfig {
+	backend := 2 * time.Second
+	if c.AuthBackend == "keystone" {
+		backend = c.KeystoneTimeout
+	}
+	return authn.GateConfig{
+		Concurrency: c.BackendConcurrency,
+		Queue:       c.BackendQueue,
+		Wait:        max(writeTimeout-backend-time.Second, 100*time.Millisecond),
+	}
 }
 
 // Load parses and validates the file at path, filling defaults.
@@ -267,15 +331,21 @@ func Load(path string) (*Config, error) {
 		AuthBackend:        "users",
 		CacheTTL:           authn.DefaultCacheTTL,
 		KeystoneUserDomain: "Default",
-		KeystoneTimeout:    5 * time.Second,
+		KeystoneTimeout:    DefaultKeystoneTimeout,
 		CacheSize:          authn.DefaultCacheSize,
 
 		BackoffFree:             authn.DefaultBackoffFree,
 		BackoffMax:              authn.DefaultBackoffMax,
+		BackoffSprayUsers:       authn.DefaultSprayUsers,
 		KeystoneLockoutAttempts: authn.DefaultLockoutAttempts,
-		KeystoneLockoutWindow:   authn.DefaultLockoutWindow,
+		BackendConcurrency:      authn.DefaultConcurrency,
+		BackendQueue:            authn.DefaultQueue,
+		BackendPerUser:          authn.DefaultPerUser,
+		BackendPerAddress:       authn.DefaultPerAddress,
 
 		RefreshTokenMax:         refresh.DefaultRefreshTokenMax,
+		RefreshTokenUserMax:     refresh.DefaultUserMax,
+		RefreshTokenClientMax:   refresh.DefaultClientMax,
 		KeystoneServiceDomain:   "Default",
 		KeystoneRecheckInterval: 15 * time.Minute,
 		// RefreshTokenTTL's default depends on the backend: see below.
@@ -364,6 +434,9 @@ func (c *Config) validate() error {
 	}
 	if c.KeystoneLockoutAttempts == 1 {
 		errs = append(errs, errors.New("keystone_lockout_attempts 1 would refuse every login: give 0 (Keystone lockout off) or Keystone's lockout_failure_attempts, at least 2"))
+	}
+	if c.BackendPerAddress > c.BackendConcurrency {
+		errs = append(errs, fmt.Errorf("backend_per_address %d is above backend_concurrency %d: one address could take every slot; lower it", c.BackendPerAddress, c.BackendConcurrency))
 	}
 	if (c.AdminRole == "") != (c.AdminProject == "") {
 		errs = append(errs, errors.New("admin_role and admin_project go together: give both or neither"))

@@ -37,7 +37,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
+	if g, _ := pol.Grant(access.Identity{Name: "docker.io"}, []access.Access{{Type: "repository", Name: "docker.io/nginx", Actions: []string{"push"}}}); len(g) != 0 {
 		t.Errorf("user docker.io owns the docker.io mirror: %v", g)
 	}
 	c, err = loadString(t, fixture.GoodConfig+"reserved_namespace docker.io\ntoken_ttl 10m\npublic_namespace shared\n")
@@ -78,6 +78,12 @@ func TestConfigErrors(t *testing.T) {
 		{"lockout negative", fixture.GoodConfig + "keystone_lockout_attempts -1\n", "keystone_lockout_attempts"},
 		{"lockout window short", fixture.GoodConfig + "keystone_lockout_window 10s\n", "keystone_lockout_window"},
 		{"metrics network unmasked", fixture.GoodConfig + "metrics_network 10.0.0.1/8\n", "metrics_network"},
+		{"spray one", fixture.GoodConfig + "backoff_spray_users 1\n", "backoff_spray_users"},
+		{"spray too many", fixture.GoodConfig + "backoff_spray_users 65\n", "backoff_spray_users"},
+		{"concurrency zero", fixture.GoodConfig + "backend_concurrency 0\n", "backend_concurrency"},
+		{"queue zero", fixture.GoodConfig + "backend_queue 0\n", "backend_queue"},
+		{"per user zero", fixture.GoodConfig + "backend_per_user 0\n", "backend_per_user"},
+		{"per address above concurrency", fixture.GoodConfig + "backend_per_address 8\n", "backend_per_address 8 is above backend_concurrency 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +105,7 @@ func TestConfigBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.BackoffFree != 3 || c.BackoffMax != 5*time.Minute || c.KeystoneLockoutAttempts != 5 ||
-		c.KeystoneLockoutWindow != 30*time.Minute || len(c.MetricsNetworks) != 2 || !c.MetricsNetworks[0].Addr().IsLoopback() {
+		c.KeystoneLockoutWindow != 0 || len(c.MetricsNetworks) != 2 || !c.MetricsNetworks[0].Addr().IsLoopback() {
 		t.Errorf("defaults: %+v", c)
 	}
 	// The lockout cap is for Keystone only.
@@ -107,11 +113,15 @@ func TestConfigBackoff(t *testing.T) {
 		t.Errorf("users backend: %+v", bc)
 	}
 	ks := strings.Replace(fixture.GoodConfig, "users_file /etc/stx/users\n", "auth_backend keystone\nkeystone_url https://controller:5000/v3\n", 1)
-	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
+	c, err = loadString(t, ks+"backoff_free 5\nbackoff_max 1m\nbackoff_spray_users 20\nkeystone_lockout_attempts 0\nkeystone_lockout_window 1h\n"+
+		"backend_concurrency 8\nbackend_queue 100\nbackend_per_user 2\nbackend_per_address 3\nmetrics_network 192.168.204.0/24\nmetrics_network fd00::/64\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := authn.BackoffConfig{Free: 5, Max: time.Minute, LockoutAttempts: 0, LockoutWindow: time.Hour}
+	want := authn.BackoffConfig{Free: 5, Max: time.Minute, SprayUsers: 20, LockoutAttempts: 0, PerUser: 2, PerAddress: 3}
+	if gc := c.GateConfig(10 * time.Second); gc != (authn.GateConfig{Concurrency: 8, Queue: 100, Wait: 4 * time.Second}) {
+		t.Errorf("gate: %+v", gc)
+	}
 	if bc := c.BackoffConfig(); bc != want || len(c.MetricsNetworks) != 2 || c.MetricsNetworks[1].String() != "fd00::/64" {
 		t.Errorf("keystone: %+v %v", bc, c.MetricsNetworks)
 	}
@@ -142,6 +152,8 @@ func TestConfigRefresh(t *testing.T) {
 		{"under a minute", fixture.GoodConfig + "refresh_token_ttl 59s\n", 0, "refresh_token_ttl"},
 		{"relative state directory", fixture.GoodConfig + "state_directory state\n", 0, "state_directory"},
 		{"max zero", fixture.GoodConfig + "refresh_token_max 0\n", 0, "refresh_token_max"},
+		{"user max zero", fixture.GoodConfig + "refresh_token_user_max 0\n", 0, "refresh_token_user_max"},
+		{"client max too big", fixture.GoodConfig + "refresh_token_client_max 1000001\n", 0, "refresh_token_client_max"},
 		{"service user alone", ks + "keystone_service_user registry\n", 0, "give all three or none"},
 		{"service user with users backend", fixture.GoodConfig + svc, 0, "needs auth_backend keystone"},
 		{"recheck too short", ks + svc + "keystone_recheck_interval 30s\n", 0, "keystone_recheck_interval"},
@@ -158,6 +170,9 @@ func TestConfigRefresh(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if c.RefreshLimits() != refresh.DefaultLimits {
+				t.Errorf("limits %+v, want %+v", c.RefreshLimits(), refresh.DefaultLimits)
+			}
 			if c.RefreshTokenTTL != tt.ttl || c.RefreshTokenMax != refresh.DefaultRefreshTokenMax ||
 				c.KeystoneRecheckInterval != 15*time.Minute || c.KeystoneServiceDomain != "Default" {
 				t.Errorf("ttl %v max %d recheck %v domain %q", c.RefreshTokenTTL, c.RefreshTokenMax, c.KeystoneRecheckInterval, c.KeystoneServiceDomain)
@@ -170,8 +185,10 @@ func TestConfigRefresh(t *testing.T) {
 var defaultBackoff = authn.BackoffConfig{
 	Free:            authn.DefaultBackoffFree,
 	Max:             authn.DefaultBackoffMax,
+	SprayUsers:      authn.DefaultSprayUsers,
 	LockoutAttempts: authn.DefaultLockoutAttempts,
-	LockoutWindow:   authn.DefaultLockoutWindow,
+	PerUser:         authn.DefaultPerUser,
+	PerAddress:      authn.DefaultPerAddress,
 }
 
 // Every keyword is listed once, the shared ones first.
@@ -201,6 +218,17 @@ func TestConfigAllErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nlacks %q", err, want)
 		}
+	}
+}
+
+// The per-user refresh limits are read into RefreshLimits.
+func TestConfigRefreshLimits(t *testing.T) {
+	c, err := loadString(t, fixture.GoodConfig+"refresh_token_max 500\nrefresh_token_user_max 7\nrefresh_token_client_max 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.RefreshLimits(), (refresh.Limits{Max: 500, UserMax: 7, ClientMax: 3}); got != want {
+		t.Errorf("limits %+v, want %+v", got, want)
 	}
 }
 

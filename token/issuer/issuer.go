@@ -95,11 +95,17 @@ type tokenClaims struct {
 	IssuedAt   int64           `json:"iat"`
 	JWTID      string          `json:"jti"`
 	Access     []access.Access `json:"access"`
+	// Refused is this project's own claim, "stx_refused": what the policy
+	// refused of the request and why (access.Refusal), for the registry
+	// to tell the client when the token does not cover a request.
+	// Distribution ignores claims it does not know.
+	Refused []access.Refusal `json:"stx_refused,omitempty"`
 }
 
 // Sign issues a token for subject, valid at audience (the registry's
-// service) from now for the issuer's TTL, granting access.
-func (i *Issuer) Sign(subject, audience string, granted []access.Access, now time.Time) (Token, error) {
+// service) from now for the issuer's TTL, granting access and carrying
+// the refusals of the same request (see Policy.Grant; nil for none).
+func (i *Issuer) Sign(subject, audience string, granted []access.Access, refused []access.Refusal, now time.Time) (Token, error) {
 	if audience == "" {
 		return Token{}, errors.New("sign token: empty audience")
 	}
@@ -118,6 +124,7 @@ func (i *Issuer) Sign(subject, audience string, granted []access.Access, now tim
 		IssuedAt:   iat,
 		JWTID:      b64.EncodeToString(jti[:]),
 		Access:     granted,
+		Refused:    refused,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {

@@ -38,7 +38,7 @@ func verify(raw, alg string, keys map[string]crypto.PublicKey) (*token.ClaimSet,
 
 // TestIssuerVerifiedByDistribution issues a token with a key of every
 // supported kind and checks that distribution v3.1.2's verifier accepts it
-// with the claims we put in.
+// with the claims we put in, our own stx_refused claim among them.
 func TestIssuerVerifiedByDistribution(t *testing.T) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -52,6 +52,7 @@ func TestIssuerVerifiedByDistribution(t *testing.T) {
 		{Type: "repository", Name: "user1/x", Actions: []string{"pull", "push"}},
 		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
 	}
+	refused := []access.Refusal{{Type: "repository", Name: "user2/x", Actions: []string{"pull"}, Reason: "user1 may not pull from user2/x"}}
 	for _, tc := range []struct {
 		key     crypto.Signer
 		wantAlg string
@@ -65,7 +66,7 @@ func TestIssuerVerifiedByDistribution(t *testing.T) {
 				t.Fatalf("Algorithm() = %s, want %s", iss.Algorithm(), tc.wantAlg)
 			}
 			now := time.Now()
-			tok, err := iss.Sign("user1", testAudience, granted, now)
+			tok, err := iss.Sign("user1", testAudience, granted, refused, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +114,7 @@ func TestIssuerValidity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := iss.Sign("user1", testAudience, nil, time.Now().Add(tt.offset))
+			tok, err := iss.Sign("user1", testAudience, nil, nil, time.Now().Add(tt.offset))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,12 +126,12 @@ func TestIssuerValidity(t *testing.T) {
 	}
 	// And the verifier is not just accepting anything: wrong audience,
 	// wrong issuer, another key, a changed payload.
-	tok, _ := iss.Sign("user1", "other:9001", nil, time.Now())
+	tok, _ := iss.Sign("user1", "other:9001", nil, nil, time.Now())
 	if _, err := verify(tok.Raw, "ES256", keys); err == nil {
 		t.Error("token for another audience accepted")
 	}
 	other, _ := New("someone-else", MinTokenTTL, k)
-	tok, _ = other.Sign("user1", testAudience, nil, time.Now())
+	tok, _ = other.Sign("user1", testAudience, nil, nil, time.Now())
 	if _, err := verify(tok.Raw, "ES256", keys); err == nil {
 		t.Error("token from another issuer accepted")
 	}
@@ -138,7 +139,7 @@ func TestIssuerValidity(t *testing.T) {
 	if _, err := verify(tok.Raw, "ES256", jwstest.Trust(t, k2)); err == nil {
 		t.Error("token accepted without its key")
 	}
-	tok, _ = iss.Sign("user1", testAudience, nil, time.Now())
+	tok, _ = iss.Sign("user1", testAudience, nil, nil, time.Now())
 	parts := strings.Split(tok.Raw, ".")
 	body, _ := b64.DecodeString(parts[1])
 	body = bytes.Replace(body, []byte(`"access":[]`), []byte(`"access":[{"type":"registry","name":"catalog","actions":["*"]}]`), 1)
@@ -159,7 +160,7 @@ func TestSignLayout(t *testing.T) {
 	now := time.Unix(1700000000, 123)
 	seen := map[string]bool{}
 	for range 100 {
-		tok, err := iss.Sign("user1", testAudience, nil, now)
+		tok, err := iss.Sign("user1", testAudience, nil, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +189,7 @@ func TestSignLayout(t *testing.T) {
 		}
 	}
 	var c map[string]any
-	tok, _ := iss.Sign("user1", testAudience, []access.Access{{Type: "repository", Name: "a/b", Actions: []string{"pull"}}}, now)
+	tok, _ := iss.Sign("user1", testAudience, []access.Access{{Type: "repository", Name: "a/b", Actions: []string{"pull"}}}, nil, now)
 	body, _ := b64.DecodeString(strings.Split(tok.Raw, ".")[1])
 	if err := json.Unmarshal(body, &c); err != nil {
 		t.Fatal(err)
@@ -196,7 +197,20 @@ func TestSignLayout(t *testing.T) {
 	if got := c["access"]; !reflect.DeepEqual(got, []any{map[string]any{"type": "repository", "name": "a/b", "actions": []any{"pull"}}}) {
 		t.Errorf("access claim %v", got)
 	}
-	if _, err := iss.Sign("user1", "", nil, now); err == nil {
+	if got, ok := c["stx_refused"]; ok {
+		t.Errorf("stx_refused claim %v without refusals, want none", got)
+	}
+	refused := []access.Refusal{{Type: "repository", Name: "c/d", Actions: []string{"push"}, Reason: "user1 may not push to c/d"}}
+	tok, _ = iss.Sign("user1", testAudience, nil, refused, now)
+	body, _ = b64.DecodeString(strings.Split(tok.Raw, ".")[1])
+	c = nil
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	if got := c["stx_refused"]; !reflect.DeepEqual(got, []any{map[string]any{"type": "repository", "name": "c/d", "actions": []any{"push"}, "reason": "user1 may not push to c/d"}}) {
+		t.Errorf("stx_refused claim %v", got)
+	}
+	if _, err := iss.Sign("user1", "", nil, nil, now); err == nil {
 		t.Error("empty audience accepted")
 	}
 	if iss.TTL() != 2*time.Minute {
@@ -259,7 +273,7 @@ func BenchmarkSign(b *testing.B) {
 		}
 		b.Run(iss.Algorithm(), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := iss.Sign("user1", testAudience, granted, time.Now()); err != nil {
+				if _, err := iss.Sign("user1", testAudience, granted, nil, time.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

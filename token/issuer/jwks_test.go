@@ -65,7 +65,7 @@ func TestJWKS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, err := iss.Sign("user1", testAudience, nil, time.Now())
+		tok, err := iss.Sign("user1", testAudience, nil, nil, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -170,10 +170,10 @@ func (k *Backend) Authenticate(ctx context.Context, c authn.Credentials) (access
 		return access.Identity{}, keystoneError("password login", r.Err)
 	}
 	user, err := r.ExtractUser()
-	if err != nil || user == nil || user.Name == "" {
+	if err != nil || user == nil || user.Name == "" || user.ID == "" {
 		return access.Identity{}, fmt.Errorf("keystone: %w: password login reply names no user", authn.ErrUnavailable)
 	}
-	id := access.Identity{Name: user.Name}
+	id := access.Identity{Name: user.Name, ID: user.ID}
 	if k.adminRole == "" {
 		return id, nil
 	}

@@ -39,18 +39,24 @@ type serviceState struct {
 
 // CheckUser implements UserChecker: GET /v3/users?name=NAME&domain_id=ID
 // with the service account's token. A missing or disabled user is
-// ErrUserGone; a failure to ask wraps ErrUnavailable. The whole check takes
-// at most keystone_timeout.
-func (k *Backend) CheckUser(ctx context.Context, name string) error {
+// ErrUserGone; a user whose Keystone ID is not id (the name was deleted and
+// given to a new user) is ErrUserReplaced, and so is an empty id: a refresh
+// token from before tokens were bound to the user ID cannot be told from
+// one of a deleted namesake, so its holder must log in again. A failure to
+// ask wraps ErrUnavailable. The whole check takes at most keystone_timeout.
+func (k *Backend) CheckUser(ctx context.Context, name, id string) error {
 	if k.service.User == "" {
 		return errors.New("keystone: no keystone_service_user configured")
+	}
+	if id == "" {
+		return fmt.Errorf("keystone: %w: the refresh token predates binding to Keystone's user ID", authn.ErrUserReplaced)
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	k.serviceMu.Lock() // one re-check at a time; they are rare (keystone_recheck_interval)
 	defer k.serviceMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		err := k.checkUser(ctx, name)
+		err := k.checkUser(ctx, name, id)
 		var stale *staleTokenError
 		if errors.As(err, &stale) && attempt == 0 {
 			k.state.token = "" // revoked or expired early: log in again, once
@@ -67,7 +73,7 @@ func (e *staleTokenError) Error() string {
 	return fmt.Sprintf("keystone: %s: service token refused (401)", e.what)
 }
 
-func (k *Backend) checkUser(ctx context.Context, name string) error {
+func (k *Backend) checkUser(ctx context.Context, name, id string) error {
 	if err := k.serviceLogin(ctx); err != nil {
 		return err
 	}
@@ -92,6 +98,7 @@ func (k *Backend) checkUser(ctx context.Context, name string) error {
 	}
 	var u struct {
 		Users []struct {
+			ID      string `json:"id"`
 			Name    string `json:"name"`
 			Enabled *bool  `json:"enabled"`
 		} `json:"users"`
@@ -103,8 +110,11 @@ func (k *Backend) checkUser(ctx context.Context, name string) error {
 		// Keystone's name filter may ignore case (MySQL collation); the
 		// subject must match exactly. A missing "enabled" means enabled.
 		if user.Name == name {
-			if user.Enabled != nil && !*user.Enabled {
+			switch {
+			case user.Enabled != nil && !*user.Enabled:
 				return authn.ErrUserGone
+			case user.ID != id:
+				return fmt.Errorf("keystone: %w: user %q has another ID than at login", authn.ErrUserReplaced, name)
 			}
 			return nil
 		}

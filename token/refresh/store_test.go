@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,8 @@ import (
 func newStore(t testing.TB, dir string, max int, clock *fixture.Clock) (*FileStore, *bytes.Buffer) {
 	t.Helper()
 	logs := &bytes.Buffer{}
-	s, err := NewFileStore(dir, max, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
+	// No per-user limits unless a test sets them: max bounds everything.
+	s, err := NewFileStore(dir, Limits{Max: max, UserMax: max, ClientMax: max}, slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +248,7 @@ func TestRefreshStoreDirectoryChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewFileStore(tt.dir, 10, slog.New(slog.DiscardHandler))
+			_, err := NewFileStore(tt.dir, DefaultLimits, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
@@ -275,7 +277,7 @@ func TestRefreshStoreDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.SplitAfter(string(good), "\n") // header, 3 entries (sorted by hash), ""
+	lines := strings.SplitAfter(string(good), "\n") // header, 3 entries, ""
 	lineOf := func(tok string) int {
 		for i, l := range lines {
 			if strings.Contains(l, Hash(tok)) {
@@ -314,7 +316,7 @@ func TestRefreshStoreDamaged(t *testing.T) {
 		},
 		{
 			name:    "wrong header",
-			file:    `{"stx-token-server-refresh-tokens":2}` + "\n" + strings.Join(lines[1:], ""),
+			file:    `{"stx-token-server-refresh-tokens":99}` + "\n" + strings.Join(lines[1:], ""),
 			working: toks,
 			logged:  "header_ok=false",
 		},
@@ -392,25 +394,41 @@ func TestRefreshStoreDamaged(t *testing.T) {
 
 func FuzzParseRefreshLine(f *testing.F) {
 	f.Add([]byte(`{"hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","sub":"alice","admin":false,"service":"registry.local:9001","created":1800000000,"expires":1800003600,"checked":1800000000}`))
+	f.Add([]byte(`{"hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","sub":"alice","uid":"0123456789abcdef0123456789abcdef","client":"docker","admin":true,"service":"registry.local:9001","created":1800000000,"expires":1800003600,"checked":1800000000}`))
+	f.Add([]byte(`{"touch":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","checked":1800000600}`))
+	f.Add([]byte(`{"revoke":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"}`))
+	f.Add([]byte(`{"revoke":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","checked":1}`))
 	f.Add([]byte(refreshHeader))
 	f.Add([]byte(`{"hash":"","sub":"","service":""}`))
 	f.Add([]byte(`{"hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","sub":"a\u0000b","service":"s","created":1,"expires":2,"checked":1}`))
 	f.Add([]byte("garbage\x00"))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		l, err := ParseLine(line)
+		r, err := ParseLine(line)
 		if err != nil {
 			return
 		}
 		// Whatever parses is what the server could have written: it
-		// survives an encode/parse round trip and names a usable entry.
-		e := l.entry()
-		if e.ID == "" || e.Subject == "" || e.Service == "" || e.Expires.Before(e.Created) {
-			t.Fatalf("accepted a bad entry %+v", l)
+		// survives an encode/parse round trip, and an issue record names a
+		// usable entry that a rewrite keeps.
+		again, err := ParseLine(r.encode())
+		if err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("round trip of %+v: %+v %v", r, again, err)
 		}
-		s := &FileStore{entries: map[string]refreshLine{l.Hash: l}}
-		entries, rep := parseRefreshFile(s.encode(), 1<<20)
-		if rep.bad() || entries[l.Hash] != l {
-			t.Fatalf("round trip of %+v: %+v %+v", l, entries, rep)
+		if r.issue == nil {
+			return
+		}
+		idx := newIndex()
+		idx.apply(r, 0)
+		e := idx.entries[r.hash].entry()
+		if e.ID == "" || e.Subject == "" || e.Service == "" || e.Expires.Before(e.Created) {
+			t.Fatalf("accepted a bad entry %+v", r.issue)
+		}
+		s := &FileStore{now: func() time.Time { return time.Unix(0, 0) }}
+		idx2 := newIndex()
+		body, _ := bytes.CutPrefix(encodeFile(idx.snapshot()), []byte(refreshHeader+"\n"))
+		rep := refreshReport{headerOK: true}
+		if s.apply(idx2, s.parse(body), 2, &rep); rep.bad() || idx2.entries[r.hash].line() != *r.issue {
+			t.Fatalf("rewrite of %+v: %+v", r.issue, rep)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 // Package reuse owns the access-token reuse cache: a token signed for one
 // request is handed out again, unchanged, to identical requests (same
-// subject, audience, backend admin flag and exactly the same granted set)
+// subject, audience, backend admin flag and exactly the same granted set
+// and refusals)
 // while it is younger than the reuse window and has at least MinRemaining
 // of its lifetime left. That saves the ECDSA signature, the largest cost of
 // a token request, for the clients that ask for the same token again and
@@ -57,13 +58,16 @@ func Window(ttl time.Duration, percent int) time.Duration {
 }
 
 // Key is what makes two requests identical: the token's subject and
-// audience, the backend's admin flag and the granted set. Granted is
-// compared as a set: its order does not matter.
+// audience, the backend's admin flag, the granted set and the refusals
+// (the token carries both: two requests granted the same but refused
+// differently get different tokens). Granted and Refused are compared as
+// sets: their order does not matter.
 type Key struct {
 	Subject  string
 	Audience string
 	Admin    bool
 	Granted  []access.Access
+	Refused  []access.Refusal
 }
 
 // String is the canonical form of k: lengths before the free-form fields,
@@ -81,6 +85,18 @@ func (k Key) String() string {
 	for _, a := range granted {
 		n += len(a.Type) + len(a.Name) + 3
 		for _, act := range a.Actions {
+			n += len(act) + 1
+		}
+	}
+	refused := k.Refused
+	if len(refused) > 1 {
+		refused = slices.SortedFunc(slices.Values(refused), func(a, b access.Refusal) int {
+			return cmp.Or(strings.Compare(a.Type, b.Type), strings.Compare(a.Name, b.Name))
+		})
+	}
+	for _, r := range refused {
+		n += len(r.Type) + len(r.Name) + len(r.Reason) + 12
+		for _, act := range r.Actions {
 			n += len(act) + 1
 		}
 	}
@@ -112,6 +128,21 @@ func (k Key) String() string {
 			}
 			b.WriteString(act)
 		}
+	}
+	// A refusal is marked with '!', which no type starts with; its type,
+	// name and actions are as above, its free-form reason goes last with
+	// its length before it.
+	for _, r := range refused {
+		b.WriteString(" !")
+		b.WriteString(r.Type)
+		b.WriteByte(':')
+		b.WriteString(r.Name)
+		b.WriteByte(':')
+		b.WriteString(strings.Join(r.Actions, ","))
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(len(r.Reason)))
+		b.WriteByte(':')
+		b.WriteString(r.Reason)
 	}
 	return b.String()
 }

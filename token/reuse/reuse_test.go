@@ -293,3 +293,37 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d entries for 250 keys", c.Len())
 	}
 }
+
+// TestKeyRefusals: the refusals are part of the key, as a set, with the
+// free-form reason kept apart by its length.
+func TestKeyRefusals(t *testing.T) {
+	a := pull("u/a")
+	r1 := access.Refusal{Type: "repository", Name: "v/x", Actions: []string{"pull"}, Reason: "u may not pull from v/x"}
+	r2 := access.Refusal{Type: "registry", Name: "catalog", Actions: []string{"*"}, Reason: "the catalog is for admins"}
+	withRefused := func(rs ...access.Refusal) Key {
+		k := key("u", a)
+		k.Refused = rs
+		return k
+	}
+	base := withRefused(r1, r2)
+	if got := withRefused(r2, r1).String(); got != base.String() {
+		t.Errorf("order matters: %q vs %q", got, base.String())
+	}
+	other := []Key{
+		key("u", a),
+		withRefused(r1),
+		withRefused(r2),
+		withRefused(r1, access.Refusal{Type: "registry", Name: "catalog", Actions: []string{"*"}, Reason: "other words"}),
+		withRefused(access.Refusal{Type: "repository", Name: "v/x", Actions: []string{"pull", "push"}, Reason: r1.Reason}, r2),
+		// A reason that looks like the rest of a key.
+		withRefused(access.Refusal{Type: "registry", Name: "catalog", Actions: []string{"*"}, Reason: r2.Reason + " !repository:v/x:pull:23:" + r1.Reason}),
+	}
+	seen := map[string]int{base.String(): -1}
+	for i, k := range other {
+		s := k.String()
+		if j, dup := seen[s]; dup {
+			t.Errorf("keys %d and %d share the form %q", i, j, s)
+		}
+		seen[s] = i
+	}
+}

@@ -45,7 +45,7 @@ func newBenchServer(b *testing.B) *Server {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	store, err := refresh.NewFileStore(state, refresh.DefaultRefreshTokenMax, log)
+	store, err := refresh.NewFileStore(state, refresh.DefaultLimits, log)
 	if err != nil {
 		b.Fatal(err)
 	}

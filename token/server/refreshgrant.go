@@ -16,9 +16,13 @@ import (
 	"stx-registry/token/refresh"
 )
 
-// errRefreshUserGone is the audit reason when the re-check found the user
-// gone or disabled.
-var errRefreshUserGone = errors.New("refresh token's user no longer exists or is disabled; their refresh tokens were revoked")
+// errRefreshUserGone and errRefreshUserReplaced are the audit reasons when
+// the re-check found the user gone or disabled, or the name now held by
+// another user (or the token not bound to a user ID).
+var (
+	errRefreshUserGone     = errors.New("refresh token's user no longer exists or is disabled; their refresh tokens were revoked")
+	errRefreshUserReplaced = errors.New("refresh token's user name now belongs to another user, or the token predates binding to the user ID; the token was revoked")
+)
 
 // parseRefresh reads the rest of a refresh grant's form.
 func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
@@ -37,20 +41,23 @@ func (s *Server) parseRefresh(req *tokenRequest, form url.Values) error {
 	return nil
 }
 
-// issueRefresh stores a refresh token for id at service and returns it with
-// its log id, or "" when refresh tokens are off or the store fails: the
-// login still succeeds, the client just logs in again later.
-func (s *Server) issueRefresh(id access.Identity, service string, now time.Time) (token, logID string) {
+// issueRefresh stores a refresh token for id at service, from client (the
+// request's client_id), and returns it with its log id, or "" when refresh
+// tokens are off or the store fails: the login still succeeds, the client
+// just logs in again later.
+func (s *Server) issueRefresh(id access.Identity, service, client string, now time.Time) (token, logID string) {
 	if s.refresh == nil {
 		return "", ""
 	}
 	tok, err := s.refresh.Issue(refresh.Entry{
-		Subject: id.Name,
-		Admin:   id.Admin,
-		Service: service,
-		Created: now,
-		Expires: now.Add(s.refreshTTL),
-		Checked: now,
+		Subject:  id.Name,
+		UserID:   id.ID,
+		ClientID: client,
+		Admin:    id.Admin,
+		Service:  service,
+		Created:  now,
+		Expires:  now.Add(s.refreshTTL),
+		Checked:  now,
 	})
 	switch {
 	case errors.Is(err, refresh.ErrStoreFull):
@@ -84,7 +91,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		return
 	}
 	if err := s.recheckUser(r.Context(), req.refresh, e, start); err != nil {
-		if errors.Is(err, errRefreshUserGone) {
+		if errors.Is(err, errRefreshUserGone) || errors.Is(err, errRefreshUserReplaced) {
 			deny(http.StatusUnauthorized, "invalid_grant", "refresh token is unknown, expired, revoked or for another service: log in again", err.Error())
 			return
 		}
@@ -93,9 +100,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 		return
 	}
 
-	id := access.Identity{Name: e.Subject, Admin: e.Admin}
-	granted := s.policy.Grant(id, req.scopes)
-	tok, reused, err := s.sign(id, req.service, granted, start)
+	id := access.Identity{Name: e.Subject, Admin: e.Admin, ID: e.UserID}
+	granted, refused := s.policy.Grant(id, req.scopes)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		deny(http.StatusInternalServerError, "server_error", "internal error", "signing failed")
@@ -109,10 +116,12 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// recheckUser asks the backend whether e's user may still log in, when the
-// last check is at least s.recheck old. A user found gone has all their
-// refresh tokens revoked. While the backend cannot answer, the refresh is
-// allowed if the last good check is within 2×s.recheck.
+// recheckUser asks the backend whether e's user may still log in, and is
+// still the user e was issued to, when the last check is at least s.recheck
+// old. A user found gone has all their refresh tokens revoked; a token whose
+// user name now belongs to another user is revoked alone. While the backend
+// cannot answer, the refresh is allowed if the last good check is within
+// 2×s.recheck.
 func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry, now time.Time) error {
 	if s.users == nil {
 		return nil
@@ -121,7 +130,7 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 	if s.recheck > 0 && age < s.recheck {
 		return nil
 	}
-	err := s.users.CheckUser(ctx, e.Subject)
+	err := s.users.CheckUser(ctx, e.Subject, e.UserID)
 	switch {
 	case err == nil:
 		if s.recheck > 0 {
@@ -139,6 +148,14 @@ func (s *Server) recheckUser(ctx context.Context, token string, e refresh.Entry,
 		}
 		s.reuse.DropSubject(e.Subject)
 		return errRefreshUserGone
+	case errors.Is(err, authn.ErrUserReplaced):
+		if rerr := s.refresh.Revoke(token); rerr != nil && !errors.Is(rerr, refresh.ErrUnknown) {
+			s.log.Error("refresh: revoking a refresh token of a replaced user failed", "subject", e.Subject, "refresh_id", e.ID, "err", rerr)
+		} else {
+			s.log.Info("refresh token revoked: its user name now belongs to another user, or it predates binding to the user ID",
+				"subject", e.Subject, "refresh_id", e.ID, "err", err)
+		}
+		return errRefreshUserReplaced
 	case age <= 2*s.recheck:
 		s.log.Warn("refresh: cannot re-check the user, allowed within 2×keystone_recheck_interval of the last check",
 			"subject", e.Subject, "last_check", e.Checked.UTC().Format(time.RFC3339), "err", err)

@@ -233,3 +233,52 @@ func TestRefreshKeystoneRecheck(t *testing.T) {
 		t.Error("a service credential was logged")
 	}
 }
+
+// TestRefreshKeystoneUserReplaced: a user deleted in Keystone and created
+// again under the same name is another user: the old user's refresh token
+// is refused and revoked at its next re-check, the new user's is not
+// touched. A token bound to no user ID (from before the binding) is refused
+// too.
+func TestRefreshKeystoneUserReplaced(t *testing.T) {
+	fk := &keystonetest.Fake{Users: map[string]bool{"dave": true, "erin": true}}
+	ts := httptest.NewServer(fk)
+	defer ts.Close()
+	ks, err := keystone.New(keystone.Config{
+		URL: ts.URL + "/v3", UserDomain: "Default", Timeout: 2 * time.Second,
+		Service: keystone.Service{User: "svc", Password: "svc-secret", Project: "services", Domain: "Default"},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &fakeAuth{users: map[string]string{"dave": "d", "erin": "e"}}
+	s, logs, clock := newRefreshServer(t, auth, 24*time.Hour)
+	s.users, s.recheck = ks, 15*time.Minute
+	h := s.Handler()
+	old := login(t, h, "dave", "d")
+	// An entry written before refresh tokens carried the user ID.
+	legacy, err := s.refresh.Issue(refresh.Entry{Subject: "erin", Service: testService, Created: clock.Now(), Expires: clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dave is deleted and the name given to a new user, who logs in.
+	fk.Set(func() { fk.IDs = map[string]string{"dave": "id-dave-2"} })
+	auth.idOverride = map[string]string{"dave": "id-dave-2"}
+	cur := login(t, h, "dave", "d")
+	clock.Add(15 * time.Minute)
+	refresh := func(tok string) int { return do(t, h, refreshForm(tok, testService, "")).status }
+	if st := refresh(old); st != 401 {
+		t.Errorf("the old dave's refresh token: %d, want 401", st)
+	}
+	if _, err := s.refresh.Lookup(old, testService, clock.Now()); err == nil {
+		t.Error("the old dave's refresh token was not revoked")
+	}
+	if st := refresh(cur); st != 200 {
+		t.Errorf("the new dave's refresh token: %d, want 200", st)
+	}
+	if st := refresh(legacy); st != 401 {
+		t.Errorf("a refresh token bound to no user ID: %d, want 401", st)
+	}
+	if !strings.Contains(logs.String(), "now belongs to another user") {
+		t.Errorf("the audit line lacks the reason:\n%s", logs)
+	}
+}

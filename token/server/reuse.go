@@ -11,18 +11,19 @@ import (
 	"stx-registry/token/reuse"
 )
 
-// sign returns a token for id at service granting granted: a reusable one
-// from s.reuse (reused is then true), or a new one from the issuer signing
-// now. The caller has authenticated id and evaluated the policy.
-func (s *Server) sign(id access.Identity, service string, granted []access.Access, now time.Time) (tok issuer.Token, reused bool, err error) {
-	k := reuse.Key{Subject: id.Name, Audience: service, Admin: id.Admin, Granted: granted}
+// sign returns a token for id at service granting granted and carrying
+// refused: a reusable one from s.reuse (reused is then true), or a new one
+// from the issuer signing now. The caller has authenticated id and
+// evaluated the policy.
+func (s *Server) sign(id access.Identity, service string, granted []access.Access, refused []access.Refusal, now time.Time) (tok issuer.Token, reused bool, err error) {
+	k := reuse.Key{Subject: id.Name, Audience: service, Admin: id.Admin, Granted: granted, Refused: refused}
 	if tok, ok := s.reuse.Get(k, now); ok {
 		return tok, true, nil
 	}
 	// The generation is read before the issuer: a key reload in between
 	// makes Put drop the token the old key signs.
 	gen := s.reuse.Generation()
-	tok, err = s.issuer.Load().Sign(id.Name, service, granted, now)
+	tok, err = s.issuer.Load().Sign(id.Name, service, granted, refused, now)
 	if err != nil {
 		return tok, false, err
 	}

@@ -40,7 +40,7 @@ func (a *adminAuth) Authenticate(ctx context.Context, c authn.Credentials) (acce
 // goneChecker says every user is gone.
 type goneChecker struct{}
 
-func (goneChecker) CheckUser(context.Context, string) error { return authn.ErrUserGone }
+func (goneChecker) CheckUser(context.Context, string, string) error { return authn.ErrUserGone }
 
 // newReuseServer is newRefreshServer with token reuse over window and a
 // fresh issuer with ttl, all on one fake clock.

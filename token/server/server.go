@@ -34,6 +34,12 @@ const (
 	maxClientIDBytes = 255
 )
 
+// heldMessage answers a login refused by the Keystone lockout guard: what
+// happened and what to do. It does not say whether the user exists.
+const heldMessage = "login refused without asking Keystone: this user has had too many failed logins since the last " +
+	"success here, one more would lock the account in Keystone; only the password that last worked here is tried. " +
+	"Log in with it, or ask an administrator to run: stx-token-server unlock USER"
+
 // readyTimeout bounds the backend check behind GET /readyz: a probe (SM,
 // pacemaker, a load balancer) wants an answer, not a hang.
 const readyTimeout = 2 * time.Second
@@ -253,6 +259,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			secs := retryAfterSeconds(ra.After)
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
 			status, code, msg = http.StatusTooManyRequests, "slow_down", fmt.Sprintf("too many failed logins, retry after %d seconds", secs)
+		case errors.Is(err, authn.ErrHeld):
+			status, code, msg = http.StatusTooManyRequests, "slow_down", heldMessage
+		case errors.Is(err, authn.ErrBusy):
+			w.Header().Set("Retry-After", "1")
+			status, code, msg = http.StatusServiceUnavailable, "temporarily_unavailable", "too many logins are being checked, retry after 1 second"
 		default:
 			status, code, msg = http.StatusServiceUnavailable, "temporarily_unavailable", "authentication backend unavailable, try again later"
 			s.log.Error("authentication backend failed", "err", err)
@@ -266,8 +277,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	granted := s.policy.Grant(id, req.scopes)
-	tok, reused, err := s.sign(id, req.service, granted, start)
+	granted, refused := s.policy.Grant(id, req.scopes)
+	tok, reused, err := s.sign(id, req.service, granted, refused, start)
 	if err != nil {
 		s.log.Error("signing a token failed", "err", err)
 		rec.status, rec.reason = http.StatusInternalServerError, "signing failed"
@@ -277,7 +288,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	var refresh string
 	if req.offline {
-		refresh, rec.refreshID = s.issueRefresh(id, req.service, start)
+		refresh, rec.refreshID = s.issueRefresh(id, req.service, req.clientID, start)
 	}
 	rec.subject, rec.granted, rec.jti, rec.reused, rec.status = id.Name, granted, tok.ID, reused, http.StatusOK
 	s.finish(rec)
@@ -466,12 +477,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// writeError sends an OAuth2-style error (RFC 6749 §5.2) as JSON.
+// writeError sends an OAuth2-style error (RFC 6749 §5.2) as JSON, and the
+// same message as a registry error next to it, for docker, which prints
+// only "errors" (as "unauthorized: MSG"; without it, "authentication
+// required").
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	type registryError struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
 	writeJSON(w, status, struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}{code, msg})
+		Error       string          `json:"error"`
+		Description string          `json:"error_description"`
+		Errors      []registryError `json:"errors"`
+	}{code, msg, []registryError{{registryCode(status), msg}}})
+}
+
+// registryCode is the distribution spec's error code for status.
+func registryCode(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "UNAUTHORIZED"
+	case http.StatusTooManyRequests:
+		return "TOOMANYREQUESTS"
+	case http.StatusServiceUnavailable:
+		return "UNAVAILABLE"
+	}
+	return "UNKNOWN"
 }
 
 // recoverJSON turns a panic into a logged JSON 500 instead of a dropped

@@ -32,6 +32,9 @@ type fakeAuth struct {
 	users map[string]string
 	err   error // returned for every call when set
 	calls atomic.Int64
+	// idOverride gives a user another ID than "id-" + name: a user
+	// deleted and created again in Keystone.
+	idOverride map[string]string
 }
 
 func (f *fakeAuth) Authenticate(_ context.Context, c authn.Credentials) (access.Identity, error) {
@@ -40,7 +43,11 @@ func (f *fakeAuth) Authenticate(_ context.Context, c authn.Credentials) (access.
 		return access.Identity{}, f.err
 	}
 	if pw, ok := f.users[c.User]; ok && pw == c.Password {
-		return access.Identity{Name: c.User}, nil
+		id, ok := f.idOverride[c.User]
+		if !ok {
+			id = "id-" + c.User
+		}
+		return access.Identity{Name: c.User, ID: id}, nil
 	}
 	return access.Identity{}, authn.ErrBadCredentials
 }

@@ -15,7 +15,8 @@ import (
 // on cue; the password logins are tested against the real Keystone.
 type Fake struct {
 	mu      sync.Mutex
-	Users   map[string]bool // name → enabled
+	Users   map[string]bool   // name → enabled
+	IDs     map[string]string // name → user ID; default "id-" + name
 	Down    bool
 	Logins  atomic.Int64
 	Lookups atomic.Int64
@@ -63,7 +64,11 @@ func (k *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("name")
 		users := []map[string]any{}
 		if enabled, ok := k.Users[name]; ok {
-			users = append(users, map[string]any{"name": name, "enabled": enabled})
+			id, ok := k.IDs[name]
+			if !ok {
+				id = "id-" + name
+			}
+			users = append(users, map[string]any{"id": id, "name": name, "enabled": enabled})
 		}
 		json.NewEncoder(w).Encode(map[string]any{"users": users})
 	default:
