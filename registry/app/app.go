@@ -30,7 +30,7 @@ import (
 // NewHandler builds the full request path:
 //
 //	Progress → metrics.Count → accesslog → /metrics → /healthz → /readyz →
-//	mount.Fallback → reserve → gc.CommitSteps → referrers → frontdoor → distribution
+//	mount.Fallback → reserve → gc.CommitSteps → frontdoor → referrers → distribution
 //
 // Progress keeps a slow push or pull alive while bytes move and cuts it
 // when they stop, once the front door has let it renew the deadlines: only
@@ -40,9 +40,10 @@ import (
 // The storage reserve refuses new uploads below storage_reserve before any
 // byte is read; gc.CommitSteps holds the garbage-collection lock around a
 // push's commit steps. referrers serves the OCI referrers API that
-// distribution lacks (a route the front door would refuse) and records the
-// referrers among the manifests distribution stores, inside the commit
-// step of their PUT. shutdown stops distribution's background work and
+// distribution lacks (the front door knows its route, so that its requests
+// are checked and refused like any other) and records the referrers among
+// the manifests distribution stores, inside the commit step of their PUT.
+// shutdown stops distribution's background work and
 // releases the storage root.
 func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Controller, logger *slog.Logger) (h http.Handler, shutdown func(), err error) {
 	if err := configureDistributionLog(os.Stderr, cfg.LogFormat, cfg.LogLevel); err != nil {
@@ -79,8 +80,8 @@ func NewHandler(ctx context.Context, cfg *config.Config, tokens *tokenauth.Contr
 	ready := &readiness.Checker{Healthy: root.Check, Root: cfg.RootDirectory, Guard: guard, Logger: logger,
 		TokenKeys: func() error { return tokenKeysLoaded(tokens) }}
 	m := metrics.New(cfg.RootDirectory, buildinfo.Version(), guard, logger)
-	h = frontdoor.Handler(app, logger)
-	h = referrers.Handler(h, records, tokens, logger)
+	h = referrers.Handler(app, records, tokens, logger)
+	h = frontdoor.Handler(h, logger)
 	h = gc.CommitSteps(lock, logger, h)
 	h = guard.Handler(h)
 	h = mount.Fallback(h, logger)

@@ -224,17 +224,18 @@ func TestReferrers(t *testing.T) {
 		t.Errorf("bob's listing %v", d)
 	}
 
-	// Authorization: pull on alice/y, as any read.
-	for _, tt := range []struct{ name, bearer string }{
-		{"no token", ""},
-		{"token for another repository", r.token("alice", tokentest.Repo("alice/z", "pull"))},
-		{"bob's token", bob},
-		{"push only", r.token("alice", tokentest.Repo("alice/y", "push"))},
+	// Authorization: pull on alice/y, as any read; a token that lacks it is
+	// DENIED by the front door, as for any other route.
+	for _, tt := range []struct{ name, bearer, code string }{
+		{"no token", "", "UNAUTHORIZED"},
+		{"token for another repository", r.token("alice", tokentest.Repo("alice/z", "pull")), "DENIED"},
+		{"bob's token", bob, "DENIED"},
+		{"push only", r.token("alice", tokentest.Repo("alice/y", "push")), "DENIED"},
 	} {
 		resp := r.do(http.MethodGet, list, tt.bearer, nil, nil)
 		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"UNAUTHORIZED"`) {
-			t.Errorf("%s: status %d %s, want 401 UNAUTHORIZED", tt.name, resp.StatusCode, body)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"`+tt.code+`"`) {
+			t.Errorf("%s: status %d %s, want 401 %s", tt.name, resp.StatusCode, body, tt.code)
 		}
 		if ch := resp.Header.Get("WWW-Authenticate"); !strings.Contains(ch, `scope="repository:alice/y:pull"`) {
 			t.Errorf("%s: challenge %q names no pull scope", tt.name, ch)

@@ -19,7 +19,9 @@
 //     is not a sha256 digest, and a manifest with a bad schemaVersion,
 //     descriptor digest or layer URL.
 //   - Answers every /v2/ request that matches no route of distribution's
-//     with a registry JSON error: NAME_INVALID for a repository name
+//     (nor the OCI referrers listing, /v2/<name>/referrers/<digest>, which
+//     package referrers serves behind it) with a registry JSON error:
+//     NAME_INVALID for a repository name
 //     outside the grammar, TAG_INVALID or DIGEST_INVALID for a bad
 //     reference, NOT_FOUND otherwise; distribution's own plain-text
 //     refusals (405 for a method a route lacks) become JSON too.

@@ -42,7 +42,10 @@ func TestClassify(t *testing.T) {
 		{"/v2/a/b/manifests/sha256:x/y", "", false, 400, "DIGEST_INVALID"},
 		{"/v2/a/b/blobs/xyz", "", false, 400, "DIGEST_INVALID"},
 		{"/v2/a/b/blobs/uploads/bad!id", "", false, 404, "BLOB_UPLOAD_UNKNOWN"},
-		{"/v2/a/b/referrers/" + d, "", false, 404, "NOT_FOUND"},
+		{"/v2/a/b/referrers/" + d, routeReferrers, false, 0, ""},
+		{"/v2/a/b/referrers/latest", routeReferrers, false, 0, ""}, // package referrers refuses it: DIGEST_INVALID
+		{"/v2/a/B/referrers/" + d, "", false, 400, "NAME_INVALID"},
+		{"/v2/a/b/referrers/", "", false, 404, "NOT_FOUND"},
 		{"/v2/a/b/other", "", false, 404, "NOT_FOUND"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,11 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// routeReferrers names GET /v2/<name>/referrers/<digest>, the OCI 1.1
+// referrers listing: distribution has no such route; package referrers,
+// behind the front door, serves it.
+const routeReferrers = "referrers"
+
 // route is what a request addresses, by distribution's own routes.
 type route struct {
 	name      string // v2.RouteName*; "" for a request outside /v2/
@@ -48,7 +53,25 @@ func classify(r *http.Request) (route, *refusal) {
 		}
 		return rt, nil
 	}
+	if name, ok := referrersRepo(p); ok {
+		if !validName(name) {
+			return route{}, &refusal{http.StatusBadRequest, "NAME_INVALID", "invalid repository name"}
+		}
+		return route{name: routeReferrers, repo: name}, nil
+	}
 	return route{}, explainMiss(p)
+}
+
+// referrersRepo returns the repository of a /v2/<name>/referrers/<ref>
+// path whose ref is one path element; package referrers checks the digest.
+func referrersRepo(p string) (string, bool) {
+	rest := strings.TrimPrefix(p, "/v2/")
+	i := strings.LastIndex(rest, "/referrers/")
+	if i <= 0 {
+		return "", false
+	}
+	ref := rest[i+len("/referrers/"):]
+	return rest[:i], ref != "" && !strings.Contains(ref, "/")
 }
 
 // cleanPath is the path distribution's router redirects to, as gorilla/mux

@@ -41,8 +41,9 @@ const (
 //
 // The listing needs pull on <name>, checked by access, the same access
 // controller distribution's app uses, with the same challenge and error
-// when the token lacks it. Distribution never routes the referrers path, so
-// Handler must sit outside anything that refuses unknown routes.
+// when the token lacks it. Distribution never routes the referrers path:
+// whatever stands before Handler and refuses unknown routes (the front
+// door) must know it.
 func Handler(next http.Handler, s *Store, access auth.AccessController, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name, ref, ok := splitPath(r.URL.Path, "/referrers/"); ok {
