@@ -179,3 +179,51 @@ func TestSharedAddress(t *testing.T) {
 		t.Fatalf("demo from mallory's address: %v", err)
 	}
 }
+
+// barrier is a backend whose correct logins answer only once n of them are
+// under way at once (or after a second), so that they overlap for sure.
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	waiting int
+	all     chan struct{}
+}
+
+func (b *barrier) Authenticate(_ context.Context, c Credentials) (access.Identity, error) {
+	b.mu.Lock()
+	if b.waiting++; b.waiting == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+	case <-time.After(time.Second):
+	}
+	if c.Password != c.User+"-pw" {
+		return access.Identity{}, ErrBadCredentials
+	}
+	return access.Identity{Name: c.User}, nil
+}
+
+// The first logins of several users of one StarlingX node, whose pods share
+// its address, run side by side: with the defaults none is refused for the
+// address's calls in flight. (With backend_per_address 2, the garbage
+// collection test's three concurrent skopeo users got 429.)
+func TestSharedAddressConcurrentFirstLogins(t *testing.T) {
+	const users = 3
+	backend := &barrier{n: users, all: make(chan struct{})}
+	auth, _, _ := newTestChain(backend, defaultBackoff)
+	errs := make(chan error, users)
+	for i := range users {
+		go func() {
+			u := fmt.Sprint("user", i)
+			_, err := auth.Authenticate(context.Background(), Credentials{User: u, Password: u + "-pw", Client: addr(1)})
+			errs <- err
+		}()
+	}
+	for range users {
+		if err := <-errs; err != nil {
+			t.Errorf("a first login from a shared address: %v", err)
+		}
+	}
+}

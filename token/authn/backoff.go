@@ -39,9 +39,11 @@ const (
 	// more than one at a time means different passwords.
 	DefaultPerUser = 1
 	// DefaultPerAddress is backend_per_address: backend calls in flight
-	// (running or queued) for one client address. Below DefaultConcurrency,
-	// so that one address can never take every slot.
-	DefaultPerAddress = 2
+	// (running or queued) for one client address. Half of
+	// DefaultConcurrency, so that one address can never take every slot;
+	// enough for the first logins of a few users of one StarlingX node,
+	// whose pods all share the node's address.
+	DefaultPerAddress = 4
 
 	// backoffBase is the first hold; each further failure doubles it.
 	backoffBase = time.Second

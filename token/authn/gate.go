@@ -12,8 +12,10 @@ const (
 	// DefaultConcurrency is backend_concurrency: password checks (bcrypt
 	// or Keystone logins) under way at once. bcrypt at cost 12 keeps a
 	// core busy for about 250 ms, and Keystone under wsgiref answers one
-	// login at a time anyway.
-	DefaultConcurrency = 4
+	// login at a time anyway, so more slots only queue there; 8 lets the
+	// first logins of several users of one node (which share its address)
+	// run side by side with room for the other nodes.
+	DefaultConcurrency = 8
 	// DefaultQueue is backend_queue: password checks that may wait for a
 	// slot; more are refused at once.
 	DefaultQueue = 32

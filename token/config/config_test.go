@@ -83,7 +83,7 @@ func TestConfigErrors(t *testing.T) {
 		{"concurrency zero", fixture.GoodConfig + "backend_concurrency 0\n", "backend_concurrency"},
 		{"queue zero", fixture.GoodConfig + "backend_queue 0\n", "backend_queue"},
 		{"per user zero", fixture.GoodConfig + "backend_per_user 0\n", "backend_per_user"},
-		{"per address above concurrency", fixture.GoodConfig + "backend_per_address 8\n", "backend_per_address 8 is above backend_concurrency 4"},
+		{"per address above concurrency", fixture.GoodConfig + "backend_per_address 9\n", "backend_per_address 9 is above backend_concurrency 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
