@@ -10,6 +10,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
+
+	apiroute "stx-registry/registry/route"
 )
 
 // routeReferrers names GET /v2/<name>/referrers/<digest>, the OCI 1.1
@@ -53,25 +55,13 @@ func classify(r *http.Request) (route, *refusal) {
 		}
 		return rt, nil
 	}
-	if name, ok := referrersRepo(p); ok {
-		if !validName(name) {
+	if rr := apiroute.Parse(p); rr.Class == apiroute.Referrers {
+		if !validName(rr.Name) {
 			return route{}, &refusal{http.StatusBadRequest, "NAME_INVALID", "invalid repository name"}
 		}
-		return route{name: routeReferrers, repo: name}, nil
+		return route{name: routeReferrers, repo: rr.Name}, nil
 	}
 	return route{}, explainMiss(p)
-}
-
-// referrersRepo returns the repository of a /v2/<name>/referrers/<ref>
-// path whose ref is one path element; package referrers checks the digest.
-func referrersRepo(p string) (string, bool) {
-	rest := strings.TrimPrefix(p, "/v2/")
-	i := strings.LastIndex(rest, "/referrers/")
-	if i <= 0 {
-		return "", false
-	}
-	ref := rest[i+len("/referrers/"):]
-	return rest[:i], ref != "" && !strings.Contains(ref, "/")
 }
 
 // cleanPath is the path distribution's router redirects to, as gorilla/mux

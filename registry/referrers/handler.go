@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+	"stx-registry/registry/route"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/auth"
@@ -46,15 +46,16 @@ const (
 // door) must know it.
 func Handler(next http.Handler, s *Store, access auth.AccessController, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name, ref, ok := splitPath(r.URL.Path, "/referrers/"); ok {
-			serveList(w, r, s, access, logger, name, ref)
+		rt := route.Parse(r.URL.Path)
+		if rt.Class == route.Referrers {
+			serveList(w, r, s, access, logger, rt.Name, rt.Ref)
 			return
 		}
-		name, ref, ok := splitPath(r.URL.Path, "/manifests/")
-		if !ok {
+		if rt.Class != route.Manifest {
 			next.ServeHTTP(w, r)
 			return
 		}
+		name, ref := rt.Name, rt.Ref
 		switch r.Method {
 		case http.MethodPut:
 			next.ServeHTTP(&statusHook{ResponseWriter: w, r: r, logger: logger, status: http.StatusCreated, hook: func() error {
@@ -78,24 +79,6 @@ func Handler(next http.Handler, s *Store, access auth.AccessController, logger *
 			next.ServeHTTP(w, r)
 		}
 	})
-}
-
-// splitPath splits a /v2/<name><sep><ref> path whose ref is one path
-// element.
-func splitPath(p, sep string) (name, ref string, ok bool) {
-	rest, ok := strings.CutPrefix(p, "/v2/")
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndex(rest, sep)
-	if i <= 0 {
-		return "", "", false
-	}
-	name, ref = rest[:i], rest[i+len(sep):]
-	if ref == "" || strings.Contains(ref, "/") {
-		return "", "", false
-	}
-	return name, ref, true
 }
 
 // recordPut records the manifest distribution just stored (its digest is

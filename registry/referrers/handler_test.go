@@ -12,28 +12,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 )
 
-func TestSplitPath(t *testing.T) {
-	d := "sha256:" + strings.Repeat("a", 64)
-	tests := []struct {
-		path, sep, name, ref string
-		ok                   bool
-	}{
-		{"/v2/a/b/referrers/" + d, "/referrers/", "a/b", d, true},
-		{"/v2/a/referrers/b/referrers/" + d, "/referrers/", "a/referrers/b", d, true},
-		{"/v2/a/referrers/b/manifests/latest", "/referrers/", "", "", false},
-		{"/v2/a/referrers/b/manifests/latest", "/manifests/", "a/referrers/b", "latest", true},
-		{"/v2/referrers/" + d, "/referrers/", "", "", false},
-		{"/v2/a/referrers/", "/referrers/", "", "", false},
-		{"/v3/a/referrers/" + d, "/referrers/", "", "", false},
-	}
-	for _, tt := range tests {
-		name, ref, ok := splitPath(tt.path, tt.sep)
-		if name != tt.name || ref != tt.ref || ok != tt.ok {
-			t.Errorf("splitPath(%q, %q) = %q, %q, %v", tt.path, tt.sep, name, ref, ok)
-		}
-	}
-}
-
 // brokenController fails without a challenge, as a misconfigured access
 // controller would.
 type brokenController struct{}

@@ -1,6 +1,7 @@
 // Package route classifies a registry API path into the few route classes
-// the garbage-collection lock, the storage reserve and the metrics need,
-// and extracts the repository name and the last path element. It checks
+// the front door, the referrers API, the garbage-collection lock, the
+// storage reserve and the metrics need, and extracts the repository name
+// and the last path element: the one place a path is split into them. It checks
 // the shape of the path only; distribution still routes and validates it.
 package route
 
@@ -17,19 +18,22 @@ const (
 	Manifest Class = "manifest" // /v2/NAME/manifests/REF
 	Blob     Class = "blob"     // /v2/NAME/blobs/DIGEST
 	Upload   Class = "upload"   // /v2/NAME/blobs/uploads/[UUID]
-	Other    Class = "other"    // anything else, /healthz, /metrics included
+	// Referrers is the OCI 1.1 referrers listing, which distribution does
+	// not route: /v2/NAME/referrers/DIGEST.
+	Referrers Class = "referrers"
+	Other     Class = "other" // anything else, /healthz, /metrics included
 )
 
 // Classes lists every class, in a fixed order for the metrics output.
-var Classes = [...]Class{Base, Catalog, Tags, Manifest, Blob, Upload, Other}
+var Classes = [...]Class{Base, Catalog, Tags, Manifest, Blob, Upload, Referrers, Other}
 
 // Route is a classified path.
 type Route struct {
 	Class Class
 	// Name is the repository name (empty for Base, Catalog, Other).
 	Name string
-	// Ref is the manifest reference, the blob digest or the upload id
-	// (empty when the path has none).
+	// Ref is the manifest reference, the blob digest, the upload id or
+	// the referrers' subject (empty when the path has none).
 	Ref string
 }
 
@@ -60,7 +64,7 @@ func Parse(path string) Route {
 	for _, kind := range []struct {
 		sep   string
 		class Class
-	}{{"/manifests/", Manifest}, {"/blobs/", Blob}} {
+	}{{"/manifests/", Manifest}, {"/blobs/", Blob}, {"/referrers/", Referrers}} {
 		if i := strings.LastIndex(rest, kind.sep); i > 0 {
 			ref := rest[i+len(kind.sep):]
 			if ref != "" && !strings.Contains(ref, "/") {

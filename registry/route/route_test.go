@@ -20,6 +20,14 @@ func TestParse(t *testing.T) {
 		// A repository may be called "blobs" or "manifests".
 		{"/v2/blobs/manifests/v1", Route{Class: Manifest, Name: "blobs", Ref: "v1"}},
 		{"/v2/x/manifests/blobs/sha256:ab", Route{Class: Blob, Name: "x/manifests", Ref: "sha256:ab"}},
+		{"/v2/a/b/referrers/sha256:ab", Route{Class: Referrers, Name: "a/b", Ref: "sha256:ab"}},
+		// The separator whose reference is one path element wins.
+		{"/v2/a/referrers/b/referrers/sha256:ab", Route{Class: Referrers, Name: "a/referrers/b", Ref: "sha256:ab"}},
+		{"/v2/a/referrers/b/manifests/latest", Route{Class: Manifest, Name: "a/referrers/b", Ref: "latest"}},
+		{"/v2/a/manifests/referrers/x", Route{Class: Referrers, Name: "a/manifests", Ref: "x"}},
+		{"/v2/referrers/sha256:ab", Route{Class: Other}},
+		{"/v2/a/referrers/", Route{Class: Other}},
+		{"/v3/a/referrers/sha256:ab", Route{Class: Other}},
 		{"/v2/a/b/manifests/", Route{Class: Other}},
 		{"/v2/a/b", Route{Class: Other}},
 		{"/healthz", Route{Class: Other}},
