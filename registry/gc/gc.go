@@ -43,6 +43,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"stx-registry/registry/referrers"
 )
 
 // DefaultGrace is the default grace age (gc_grace): longer than any push
@@ -97,6 +101,7 @@ type repository struct {
 // collector is one collection's state.
 type collector struct {
 	root  *os.Root
+	refs  *referrers.Store // the referrers API's records on the same root
 	fsys  fs.FS
 	opts  Options
 	now   time.Time
@@ -126,11 +131,16 @@ func Collect(ctx context.Context, rootDir string, lock *Lock, opts Options) (Res
 		return res, fmt.Errorf("gc: %w", err)
 	}
 	defer root.Close()
+	refs, err := referrers.Open(rootDir)
+	if err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
+	defer refs.Close()
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	c := &collector{root: root, fsys: root.FS(), opts: opts, now: now(),
+	c := &collector{root: root, refs: refs, fsys: root.FS(), opts: opts, now: now(),
 		repos: map[string]*repository{}, marked: map[string]bool{}, young: map[string]bool{}}
 	if err := c.walkRepositories(); err != nil {
 		return res, err
@@ -391,8 +401,9 @@ func blobDir(d string) string {
 }
 
 // sweepManifests removes, with DeleteUntagged, the manifests the mark left
-// unmarked and older than the grace age: the revision link and the tag
-// history entries naming it. Their blobs go in sweepBlobs.
+// unmarked and older than the grace age: the revision link, the tag
+// history entries naming it and, for a referrer, its record in the
+// referrers API. Their blobs go in sweepBlobs.
 func (c *collector) sweepManifests(res *Result) error {
 	if !c.opts.DeleteUntagged {
 		return nil
@@ -414,6 +425,17 @@ func (c *collector) sweepManifests(res *Result) error {
 			for _, dir := range dirs {
 				if err := c.root.RemoveAll(dir); err != nil {
 					return fmt.Errorf("gc: removing manifest %s of %s: %w", d, name, err)
+				}
+			}
+			if s, ok := r.subjects[d]; ok {
+				// After the revision link: a record left by a cut collection
+				// names a manifest that is gone, which listings skip.
+				subject, err1 := digest.Parse(s)
+				referrer, err2 := digest.Parse(d)
+				if err1 == nil && err2 == nil {
+					if err := c.refs.Forget(name, subject, referrer); err != nil {
+						return fmt.Errorf("gc: removing the referrer record of %s in %s: %w", d, name, err)
+					}
 				}
 			}
 		}
