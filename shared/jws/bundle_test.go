@@ -3,7 +3,6 @@ package jws
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -14,49 +13,27 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"stx-registry/shared/tlsconf/tlstest"
 	"testing"
 	"time"
 )
 
 // These tests were the registry's (its token_certificate reading).
 
-// bundleKey returns a new signing key of kind.
+// bundleKey returns a new signing key of kind (P-256, P-384, P-521, RSA
+// or Ed25519); RSA keys come from the tests' cache, for speed.
 func bundleKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()
-	var (
-		s   crypto.Signer
-		err error
-	)
-	switch kind {
-	case "P-256":
-		s, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "P-384":
-		s, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "P-521":
-		s, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case "RSA":
-		s = testRSAKeys()[0]
-	case "Ed25519":
-		_, s, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		t.Fatalf("unknown key kind %q", kind)
+	if kind == "RSA" {
+		return testRSAKeys()[0]
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return tlstest.Key(t, map[string]string{"P-256": "p256", "P-384": "p384", "P-521": "p521", "Ed25519": "ed25519"}[kind])
 }
 
 // certFor returns a PEM certificate for pub signed by k.
 func certFor(t testing.TB, pub any, k crypto.Signer) []byte {
 	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "t"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return tlstest.Certificate(t, pub, k)
 }
 
 // selfSigned returns a PEM self-signed certificate for k.

@@ -6,16 +6,8 @@ package tokentest
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,6 +15,7 @@ import (
 
 	"stx-registry/shared/files"
 	"stx-registry/shared/jws"
+	"stx-registry/shared/tlsconf/tlstest"
 )
 
 // The token settings tests configure the registry with.
@@ -38,30 +31,17 @@ type Key struct {
 	KID    string
 }
 
+// keyKinds maps the JOSE-style names these tests use to tlstest's.
+var keyKinds = map[string]string{"P-256": "p256", "P-384": "p384", "P-521": "p521", "RSA": "rsa2048", "Ed25519": "ed25519"}
+
 // NewKey returns a new key of kind: P-256, P-384, P-521, RSA or Ed25519.
 func NewKey(t testing.TB, kind string) Key {
 	t.Helper()
-	var (
-		s   crypto.Signer
-		err error
-	)
-	switch kind {
-	case "P-256":
-		s, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "P-384":
-		s, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "P-521":
-		s, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case "RSA":
-		s, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "Ed25519":
-		_, s, err = ed25519.GenerateKey(rand.Reader)
-	default:
+	tk, ok := keyKinds[kind]
+	if !ok {
 		t.Fatalf("unknown key kind %q", kind)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := tlstest.Key(t, tk)
 	kid, err := jws.KeyID(s.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -72,18 +52,7 @@ func NewKey(t testing.TB, kind string) Key {
 // CertFor returns a PEM certificate for pub signed by k.
 func CertFor(t testing.TB, pub any, k Key) []byte {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "stx-token-server test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k.Signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return tlstest.Certificate(t, pub, k.Signer)
 }
 
 // SelfSigned returns a PEM self-signed certificate for k.

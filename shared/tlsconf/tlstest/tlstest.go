@@ -57,6 +57,25 @@ func KeyPEM(t testing.TB, k crypto.Signer) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
+// Certificate returns a PEM leaf certificate (not a CA, digital signature
+// only) for pub, signed by signer and valid from an hour ago for two hours:
+// self-signed when signer holds pub's private key.
+func Certificate(t testing.TB, pub crypto.PublicKey, signer crypto.Signer) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{CommonName: "tlstest signing key"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
 // CA is a self-signed certificate authority.
 type CA struct {
 	Cert *x509.Certificate
