@@ -64,8 +64,18 @@ func (h *Root) Check() error {
 // Handler answers GET and HEAD on /healthz itself and passes every
 // other request to next.
 func Handler(h *Root, next http.Handler) http.Handler {
+	return Endpoint(Path, "ok", "unavailable", h.Check, func(err error) {
+		h.logger.Error("health check failed", "err", err)
+	}, next)
+}
+
+// Endpoint answers GET and HEAD on path with check's verdict and passes
+// every other request to next: 200 {"status": ok}, or 503 {"status": bad,
+// "reason": the error}, which logf logs first. Other methods get 405.
+// /healthz and /readyz are both served by it.
+func Endpoint(path, ok, bad string, check func() error, logf func(error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != Path {
+		if r.URL.Path != path {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -74,10 +84,10 @@ func Handler(h *Root, next http.Handler) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		status, body := http.StatusOK, map[string]string{"status": "ok"}
-		if err := h.Check(); err != nil {
-			h.logger.Error("health check failed", "err", err)
-			status, body = http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()}
+		status, body := http.StatusOK, map[string]string{"status": ok}
+		if err := check(); err != nil {
+			logf(err)
+			status, body = http.StatusServiceUnavailable, map[string]string{"status": bad, "reason": err.Error()}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

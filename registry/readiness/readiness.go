@@ -16,7 +16,6 @@ package readiness
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 	"path/filepath"
 
 	"stx-registry/registry/gc"
+	"stx-registry/registry/health"
 	"stx-registry/registry/reserve"
 )
 
@@ -94,26 +94,7 @@ func (c *Checker) writable() error {
 // Handler answers GET and HEAD on /readyz itself and passes every other
 // request to next.
 func Handler(c *Checker, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != Path {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		status, body := http.StatusOK, map[string]string{"status": "ready"}
-		if err := c.Check(); err != nil {
-			c.Logger.Warn("not ready", "err", err)
-			status, body = http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		if r.Method == http.MethodGet {
-			_ = json.NewEncoder(w).Encode(body)
-		}
-	})
+	return health.Endpoint(Path, "ready", "not ready", c.Check, func(err error) {
+		c.Logger.Warn("not ready", "err", err)
+	}, next)
 }
