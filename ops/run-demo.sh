@@ -11,11 +11,13 @@ token_pid=$!
 "$bin/stx-registry" -f "$dir/stx-registry.conf" &
 registry_pid=$!
 
+# stop stops both daemons and sets rc: 0 when both stopped cleanly.
 stop() {
 	trap - INT TERM
 	kill -TERM "$token_pid" "$registry_pid" 2>/dev/null || true
-	wait "$token_pid" 2>/dev/null || true
-	wait "$registry_pid" 2>/dev/null || true
+	rc=0
+	wait "$token_pid" 2>/dev/null || rc=1
+	wait "$registry_pid" 2>/dev/null || rc=1
 }
 trap 'stop; exit 0' INT TERM
 
@@ -31,9 +33,11 @@ Push demo/...:  see README.md, "Try it". Ctrl-C stops both daemons.
 
 MSG
 
-# Stop both as soon as either exits.
+# Stop both as soon as either exits. Ctrl-C reaches the daemons too (one
+# process group), and they may stop before the trap runs: exit 0 when both
+# stopped cleanly, 1 when one failed.
 while kill -0 "$token_pid" 2>/dev/null && kill -0 "$registry_pid" 2>/dev/null; do
 	sleep 1
 done
 stop
-exit 1
+exit "$rc"

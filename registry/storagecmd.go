@@ -66,12 +66,12 @@ func gcMain(args []string, stdout, stderr io.Writer) int {
 	if *dryRun {
 		verb = "would remove"
 	}
-	fmt.Fprintf(stdout, "gc: %s %d blobs (%d bytes, %s), %d manifests, %d layer links in %s; kept %d blobs; waited %s for pushes in flight\n",
+	fmt.Fprintf(stdout, "gc: %s %d blobs (%d bytes, %s), %d manifests, %d layer links in %s; kept %d blobs (%d unreferenced but younger than gc_grace %s); waited %s for pushes in flight\n",
 		verb, res.Blobs, res.Bytes, usage.Human(res.Bytes), res.Manifests, res.LayerLinks,
-		res.Duration.Round(1e6), res.Kept, res.Waited.Round(1e6))
+		res.Duration.Round(1e6), res.Kept, res.Young, cfg.GCGrace, res.Waited.Round(1e6))
 	logger.Info("garbage collection", "dry_run", *dryRun, "delete_untagged", *deleteUntagged,
 		"blobs", res.Blobs, "manifests", res.Manifests, "layer_links", res.LayerLinks, "bytes", res.Bytes,
-		"kept", res.Kept, "duration", res.Duration.String(), "waited", res.Waited.String())
+		"kept", res.Kept, "young", res.Young, "duration", res.Duration.String(), "waited", res.Waited.String())
 	return exitOK
 }
 

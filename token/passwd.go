@@ -29,7 +29,11 @@ func passwdMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	}
 	user := fs.Arg(0)
 	if *del {
-		return authn.SetPassword(*file, user, nil)
+		if err := authn.SetPassword(*file, user, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "stx-token-server: %s removed from %s\n", user, *file)
+		return nil
 	}
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
@@ -41,6 +45,7 @@ func passwdMain(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	if err := authn.SetPassword(*file, user, pw); err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "stx-token-server: password of %s set in %s\n", user, *file)
 	if !access.ValidComponent(user) {
 		fmt.Fprintf(stderr, "stx-token-server: note: %q is not a valid repository path component (lowercase letters, digits, separators), so this user owns no namespace\n", user)
 	}

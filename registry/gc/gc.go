@@ -81,6 +81,7 @@ type Result struct {
 	LayerLinks int           // repositories' links to removed blobs
 	Bytes      int64         // bytes of the removed blobs' data
 	Kept       int           // blobs still referenced or younger than the grace age
+	Young      int           // of Kept, the unreferenced ones younger than the grace age
 	Duration   time.Duration // from taking the lock to releasing it
 	Waited     time.Duration // waiting for the lock (commit steps in flight)
 }
@@ -453,12 +454,16 @@ func (c *collector) sweepBlobs(res *Result) (swept, stored map[string]bool, err 
 		stored[d] = true
 		if c.marked[d] || c.young[d] {
 			res.Kept++
+			if !c.marked[d] {
+				res.Young++
+			}
 			return nil
 		}
 		var size int64
 		if fi, err := fs.Stat(c.fsys, dir+"/data"); err == nil {
 			if !c.old(fi.ModTime()) {
 				res.Kept++
+				res.Young++
 				return nil
 			}
 			size = fi.Size()

@@ -27,8 +27,8 @@ func TestErrorsForDocker(t *testing.T) {
 		msg    string
 	}{
 		{"wrong password", users, svc, basic("alice", "nope"), 401, "UNAUTHORIZED", "invalid username or password"},
-		{"no credentials", users, svc, "", 401, "UNAUTHORIZED", "credentials required: use Basic authentication"},
-		{"slow down", &fakeAuth{err: &authn.RetryAfterError{After: 30 * time.Second}}, svc, basic("alice", "x"), 429, "TOOMANYREQUESTS", "too many failed logins, retry after 30 seconds"},
+		{"no credentials", users, svc, "", 401, "UNAUTHORIZED", "credentials required: log in first (docker login, podman login) with your user name and password"},
+		{"slow down", &fakeAuth{err: &authn.RetryAfterError{After: 30 * time.Second}}, svc, basic("alice", "x"), 429, "TOOMANYREQUESTS", "too many failed logins, retry after 30s"},
 		{"backend down", &fakeAuth{err: authn.ErrUnavailable}, svc, basic("alice", "x"), 503, "UNAVAILABLE", "authentication backend unavailable, try again later"},
 		{"bad request", users, "service=evil", basic("alice", "pw-a"), 400, "UNKNOWN", `unknown service "evil"`},
 		{"not found", users, "/nowhere", "", 404, "UNKNOWN", "no such endpoint"},

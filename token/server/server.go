@@ -258,7 +258,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &ra):
 			secs := retryAfterSeconds(ra.After)
 			w.Header().Set("Retry-After", fmt.Sprint(secs))
-			status, code, msg = http.StatusTooManyRequests, "slow_down", fmt.Sprintf("too many failed logins, retry after %d seconds", secs)
+			status, code, msg = http.StatusTooManyRequests, "slow_down", fmt.Sprintf("too many failed logins, retry after %ds", secs)
 		case errors.Is(err, authn.ErrHeld):
 			status, code, msg = http.StatusTooManyRequests, "slow_down", heldMessage
 		case errors.Is(err, authn.ErrBusy):
@@ -343,7 +343,7 @@ func (s *Server) parseGet(r *http.Request) (*tokenRequest, error) {
 	}
 
 	if _, ok := r.Header["Authorization"]; !ok {
-		return req, &requestError{http.StatusUnauthorized, "invalid_client", "credentials required: use Basic authentication"}
+		return req, &requestError{http.StatusUnauthorized, "invalid_client", "credentials required: log in first (docker login, podman login) with your user name and password"}
 	}
 	user, pass, ok := r.BasicAuth()
 	if !ok {

@@ -140,7 +140,7 @@ func Handle(stateDir string, unlock func(user string) bool, log *slog.Logger) {
 		case err != nil:
 			log.Warn("unlock request ignored", "file", path, "err", err)
 		case unlock(user):
-			log.Info("unlocked: failed logins and Keystone lockout guard cleared", "user", user)
+			log.Info("unlocked: failed logins and the lockout guard cleared", "user", user)
 		default:
 			log.Info("unlock: no failed logins recorded for the user", "user", user)
 		}
