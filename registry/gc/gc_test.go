@@ -130,7 +130,7 @@ func TestCollect(t *testing.T) {
 		t.Fatal("dry run removed blobs")
 	}
 	res := s.collect(Options{})
-	if res != (Result{Blobs: 4, LayerLinks: 2, Bytes: res.Bytes, Kept: res.Kept, Duration: res.Duration, Waited: res.Waited}) || res.Bytes == 0 {
+	if res != (Result{Blobs: 4, LayerLinks: 2, Bytes: res.Bytes, Kept: res.Kept, Young: 1, Duration: res.Duration, Waited: res.Waited}) || res.Bytes == 0 {
 		t.Errorf("result %+v", res)
 	}
 	if dry.Blobs != res.Blobs || dry.Bytes != res.Bytes {
