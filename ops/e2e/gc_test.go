@@ -83,7 +83,7 @@ type gcRun struct {
 	waited   time.Duration // waiting for commit steps in flight
 }
 
-var gcLine = regexp.MustCompile(`gc: (?:removed|would remove) (\d+) blobs \((\d+) bytes.*\), (\d+) manifests, (\d+) layer links in (\S+); kept (\d+) blobs; waited (\S+) for pushes`)
+var gcLine = regexp.MustCompile(`gc: (?:removed|would remove) (\d+) blobs \((\d+) bytes.*\), (\d+) manifests, (\d+) layer links in (\S+); kept (\d+) blobs \(\d+ unreferenced but younger than gc_grace \S+\); waited (\S+) for pushes`)
 
 // runGC runs stx-registry gc with args; with kill > 0 it sends SIGKILL
 // after kill.

@@ -20,6 +20,7 @@ package reserve
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -150,8 +151,18 @@ func (g *Guard) catchENOSPC(w http.ResponseWriter, r *http.Request, rt route.Rou
 	if rt.Class == route.Upload {
 		g.removeUpload(rt)
 	}
+	// A client still sending when the answer comes and the connection
+	// closes gets a TCP reset, not the answer: read the rest of the chunk
+	// first, up to drainLimit, so that it reads why its push failed.
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, drainLimit))
+	w.Header().Set("Connection", "close")
 	Refuse(w)
 }
+
+// drainLimit bounds what is read and discarded of an upload that ran out
+// of space before the storage-full answer; past it the client may see the
+// connection reset instead.
+const drainLimit = 256 << 20
 
 // refuse logs and answers a refused write.
 func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, rt route.Route, sp Space) {
