@@ -308,6 +308,40 @@ func TestRouteMissesAreRegistryErrors(t *testing.T) {
 	}
 }
 
+// TestListingLastParameter: distribution turns a listing's last into a
+// path under the storage root, and answered a NUL byte, an overlong name
+// or a path into its layout with a 500 naming the root.
+func TestListingLastParameter(t *testing.T) {
+	r := newTestRegistry(t, tokentest.NewKey(t, "P-256"), false)
+	tok := r.token("user1", tokentest.Repo("user1/none", "pull"))
+	admin := r.token("admin", tokentest.Access{Type: "registry", Name: "catalog", Actions: []string{"*"}})
+	tests := []struct {
+		name, path, token string
+		status            int
+		code              string
+	}{
+		{"tags, NUL", "/v2/user1/none/tags/list?last=%00", tok, http.StatusBadRequest, "TAG_INVALID"},
+		{"tags, too long", "/v2/user1/none/tags/list?last=" + strings.Repeat("z", 300), tok, http.StatusBadRequest, "TAG_INVALID"},
+		{"tags, a path", "/v2/user1/none/tags/list?last=v1/current/link", tok, http.StatusBadRequest, "TAG_INVALID"},
+		{"catalog, NUL", "/v2/_catalog?last=%00", admin, http.StatusBadRequest, "NAME_INVALID"},
+		{"catalog, too long", "/v2/_catalog?last=" + strings.Repeat("a", 300), admin, http.StatusBadRequest, "NAME_INVALID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkRegistryError(t, r.do(http.MethodGet, tt.path, tt.token, nil, nil), tt.status, tt.code)
+		})
+	}
+	for _, ok := range []string{"/v2/user1/none/tags/list?last=v1&n=10", "/v2/_catalog?last=user1/none&n=0"} {
+		tk := tok
+		if strings.HasPrefix(ok, "/v2/_catalog") {
+			tk = admin
+		}
+		if resp := r.do(http.MethodGet, ok, tk, nil, nil); resp.StatusCode >= 500 || resp.StatusCode == http.StatusBadRequest {
+			t.Errorf("%s: status %d", ok, resp.StatusCode)
+		}
+	}
+}
+
 // TestReadOnlyRefusalIsRegistryError checks the 405 of a push in read_only
 // mode: distribution's router answers it in plain text.
 func TestReadOnlyRefusalIsRegistryError(t *testing.T) {

@@ -96,6 +96,9 @@ var fuzzSeeds = []fuzzSeed{
 	{method: "GET", path: "/v2/{name}/blobs/md5:0123"},
 	{method: "GET", path: "/v2/{name}/referrers/{manifest}"},
 	{method: "GET", path: "/v2/{name}/tags/list", query: "n=-5"},
+	{method: "GET", path: "/v2/{name}/tags/list", query: "last=%00"},
+	{method: "GET", path: "/v2/{name}/tags/list", query: "last=v1/current/link"},
+	{method: "GET", path: "/v2/_catalog", query: "last=%00&n=1"},
 }
 
 // FuzzFrontDoor drives the real handler chain, token authorization on and

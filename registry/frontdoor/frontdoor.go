@@ -48,6 +48,7 @@ import (
 	"strings"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	"github.com/distribution/reference"
 )
 
 // manifestTypes are the manifest media types distribution stores: what a
@@ -151,6 +152,10 @@ func checkShape(r *http.Request, rt route) *refusal {
 		return &refusal{http.StatusBadRequest, "UNSUPPORTED", "this request takes no body"}
 	}
 	switch rt.name {
+	case v2.RouteNameTags:
+		return queryLast(r.Form, tagGrammar, "TAG_INVALID", "a tag")
+	case v2.RouteNameCatalog:
+		return queryLast(r.Form, reference.NameRegexp, "NAME_INVALID", "a repository name")
 	case v2.RouteNameManifest:
 		if r.Method == http.MethodPut && r.ContentLength > maxManifestBytes {
 			return &refusal{http.StatusRequestEntityTooLarge, "MANIFEST_INVALID", "manifest larger than 4 MiB"}

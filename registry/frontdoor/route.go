@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
@@ -124,6 +125,28 @@ func validName(name string) bool {
 func isDigest(ref string) bool {
 	_, err := digest.Parse(ref)
 	return err == nil
+}
+
+// tagGrammar is the distribution spec's tag: 1 to 128 of [A-Za-z0-9_.-],
+// not starting with . or -.
+var tagGrammar = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// queryLast checks the last parameter of a tag or catalog listing:
+// distribution turns it into a path under the storage root and answers a
+// NUL byte, an overlong name or a path into its own layout with a 500 that
+// names the root. It must be what the listing lists (the grammar, at most
+// 255 bytes); distribution checks n itself.
+func queryLast(q url.Values, grammar *regexp.Regexp, code, what string) *refusal {
+	if v := q.Get("last"); v != "" && (len(v) > 255 || !fullMatch(grammar, v)) {
+		return &refusal{http.StatusBadRequest, code, "parameter last is not " + what}
+	}
+	return nil
+}
+
+// fullMatch reports whether all of s matches re.
+func fullMatch(re *regexp.Regexp, s string) bool {
+	loc := re.FindStringIndex(s)
+	return loc != nil && loc[0] == 0 && loc[1] == len(s)
 }
 
 // queryDigest checks a digest query parameter: a sha256 digest, the only
