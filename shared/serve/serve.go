@@ -94,6 +94,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	ln = limitConns(ln, MaxConns, MaxConnsPerAddr, logger)
 	tlsConfig := o.TLS.ServerConfig(o.MinTLS)
 	tlsConfig.NextProtos = []string{"h2", "http/1.1"}
 	var protocols http.Protocols
