@@ -18,8 +18,9 @@ const (
 	MaxConns = 4096
 	// MaxConnsPerAddr is the most connections one client address keeps
 	// open at once: generous, because every pod of a StarlingX node shares
-	// the node's address, yet a single client cannot take MaxConns.
-	MaxConnsPerAddr = 256
+	// the node's address (make bench opens 500 at once from one), yet a
+	// single address cannot take MaxConns.
+	MaxConnsPerAddr = 1024
 )
 
 // limitListener accepts at most max connections at once, and perAddr from
