@@ -11,7 +11,6 @@ import (
 
 	"stx-registry/registry/config"
 	"stx-registry/registry/referrers"
-	"stx-registry/shared/logging"
 )
 
 // rebuildSynopsis is the referrers-rebuild subcommand's usage.
@@ -29,11 +28,7 @@ func rebuildMain(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseSub(fs, args, rebuildSynopsis, stdout, stderr); !ok {
 		return code
 	}
-	cfg, err := loadRoot(*configFile)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	cfg, logger, err := loadRoot(*configFile, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/signal"
 	"syscall"
 	"time"
@@ -34,11 +35,7 @@ func gcMain(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseSub(fs, args, "gc [-n] [-delete-untagged] [-f file]", stdout, stderr); !ok {
 		return code
 	}
-	cfg, err := loadRoot(*configFile)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	cfg, logger, err := loadRoot(*configFile, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -84,7 +81,7 @@ func usageMain(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseSub(fs, args, "usage [-f file]", stdout, stderr); !ok {
 		return code
 	}
-	cfg, err := loadRoot(*configFile)
+	cfg, _, err := loadRoot(*configFile, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -121,15 +118,19 @@ func parseSub(fs *flag.FlagSet, args []string, synopsis string, stdout, stderr i
 	return 0, true
 }
 
-// loadRoot loads the configuration and checks the storage root, as the
-// daemon does at start.
-func loadRoot(file string) (*config.Config, error) {
+// loadRoot loads the configuration, checks the storage root, as the
+// daemon does at start, and makes the subcommand's logger on stderr.
+func loadRoot(file string, stderr io.Writer) (*config.Config, *slog.Logger, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := storageroot.Check(cfg.RootDirectory, cfg.RequireMount); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	logger, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, logger, nil
 }

@@ -354,15 +354,7 @@ func TestDocker(t *testing.T) {
 	// The stored identity token carries docker through a restart of the
 	// token server and a failover of both daemons, without a new login.
 	t.Run("token server restart", func(t *testing.T) {
-		e.token.Stop()
-		var err error
-		e.token, err = testrig.StartDaemon(bin.TokenServer, e.tokenConf(), filepath.Join(e.dir, "token.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.waitHealthy(e.tokenAddr, e.token); err != nil {
-			t.Fatal(err)
-		}
+		e.restartTokenServer(t)
 		d.pullOwn(t, e, own, pushed)
 	})
 

@@ -245,6 +245,21 @@ func (e *env) waitHealthy(addr string, d *testrig.Proc) error {
 	return d.WaitReady(context.Background(), e.client, "https://"+addr+"/healthz", testrig.OK, healthWait)
 }
 
+// restartTokenServer stops the token server and starts it again on the
+// same configuration and state, appending to its log.
+func (e *env) restartTokenServer(t *testing.T) {
+	t.Helper()
+	e.token.Stop()
+	var err error
+	e.token, err = testrig.StartDaemon(bin.TokenServer, e.tokenConf(), filepath.Join(e.dir, "token.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitHealthy(e.tokenAddr, e.token); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // healthz returns the status of GET https://addr/healthz.
 func (e *env) healthz(addr string) (int, error) {
 	return testrig.Status(context.Background(), e.client, "https://"+addr+"/healthz")

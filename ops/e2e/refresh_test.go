@@ -143,15 +143,7 @@ func TestRefreshTokens(t *testing.T) {
 	}
 
 	t.Run("restart", func(t *testing.T) {
-		e.token.Stop()
-		var err error
-		e.token, err = testrig.StartDaemon(bin.TokenServer, e.tokenConf(), filepath.Join(e.dir, "token.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.waitHealthy(e.tokenAddr, e.token); err != nil {
-			t.Fatal(err)
-		}
+		e.restartTokenServer(t)
 		e.pullWithRefresh(t, e.tokenAddr, "docker", rt, "user1/refresh", im)
 	})
 
