@@ -41,15 +41,6 @@ func ceilingMain(args []string) error {
 	if *size < 32 || *size > maxCeilingBody {
 		return errors.New("-size must be 32 to " + strconv.Itoa(maxCeilingBody))
 	}
-	ap, err := netip.ParseAddrPort(*addr)
-	if err != nil || !ap.Addr().IsLoopback() {
-		return errors.New("-addr must be a loopback IP:port")
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tlsr, err := tlsconf.New(*cert, *key, log)
-	if err != nil {
-		return err
-	}
 	body := ceilingBody(*size)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
@@ -63,10 +54,26 @@ func ceilingMain(args []string) error {
 		hd.Set("X-Content-Type-Options", "nosniff")
 		w.Write(body)
 	})
+	return serveCeiling(*addr, *cert, *key, h, serve.APITimeouts)
+}
+
+// serveCeiling runs a ceiling server: h over the daemons' own shared/serve
+// server and shared/tlsconf configuration, on a loopback addr, until
+// SIGTERM or SIGINT.
+func serveCeiling(addr, cert, key string, h http.Handler, t serve.Timeouts) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return errors.New("-addr must be a loopback IP:port")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tlsr, err := tlsconf.New(cert, key, log)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return serve.Run(ctx, serve.Options{
-		Addr: ap, Handler: h, TLS: tlsr, MinTLS: tls.VersionTLS12, Timeouts: serve.APITimeouts, Logger: log,
+		Addr: ap, Handler: h, TLS: tlsr, MinTLS: tls.VersionTLS12, Timeouts: t, Logger: log,
 	})
 }
 

@@ -11,24 +11,17 @@ package main
 // client in the same way.
 
 import (
-	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"stx-registry/shared/serve"
-	"stx-registry/shared/tlsconf"
 )
 
 // dataCeilingPath is the one blob the data ceiling stores.
@@ -43,26 +36,12 @@ func dataCeilingMain(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ap, err := netip.ParseAddrPort(*addr)
-	if err != nil || !ap.Addr().IsLoopback() {
-		return errors.New("-addr must be a loopback IP:port")
-	}
 	if *dir == "" {
 		return errors.New("-dir is required")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tlsr, err := tlsconf.New(*cert, *key, log)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	// RegistryTimeouts without Progress: a transfer must finish within
 	// Read or Write (a minute), which one blob at ceiling speed does.
-	return serve.Run(ctx, serve.Options{
-		Addr: ap, Handler: dataCeiling{dir: *dir}, TLS: tlsr, MinTLS: tls.VersionTLS12,
-		Timeouts: serve.RegistryTimeouts, Logger: log,
-	})
+	return serveCeiling(*addr, *cert, *key, dataCeiling{dir: *dir}, serve.RegistryTimeouts)
 }
 
 type dataCeiling struct{ dir string }

@@ -163,6 +163,11 @@ func (m *Metrics) WriteTo(w *bufio.Writer) {
 	head := func(name, typ, help string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
+	// one writes a metric without labels: its header and its value.
+	one := func(name, typ, help string, v any) {
+		head(name, typ, help)
+		fmt.Fprintf(w, "%s %v\n", name, v)
+	}
 	head("stx_registry_build_info", "gauge", "The running version, always 1.")
 	fmt.Fprintf(w, "stx_registry_build_info{version=%q} 1\n", m.version)
 
@@ -174,47 +179,34 @@ func (m *Metrics) WriteTo(w *bufio.Writer) {
 			}
 		}
 	}
-	head("stx_registry_received_bytes_total", "counter", "Request body bytes read (pushed layers and manifests).")
-	fmt.Fprintf(w, "stx_registry_received_bytes_total %d\n", m.received.Load())
-	head("stx_registry_sent_bytes_total", "counter", "Response body bytes written (pulled layers and manifests).")
-	fmt.Fprintf(w, "stx_registry_sent_bytes_total %d\n", m.sent.Load())
+	one("stx_registry_received_bytes_total", "counter", "Request body bytes read (pushed layers and manifests).", m.received.Load())
+	one("stx_registry_sent_bytes_total", "counter", "Response body bytes written (pulled layers and manifests).", m.sent.Load())
 	head("stx_registry_token_failures_total", "counter", "Requests refused with 401, by reason.")
 	for i, reason := range tokenFailures {
 		fmt.Fprintf(w, "stx_registry_token_failures_total{reason=%q} %d\n", reason, m.tokens[i].Load())
 	}
 
-	head("stx_registry_upload_sessions", "gauge", "Blob upload sessions open in the storage (started, not finished, not purged).")
-	fmt.Fprintf(w, "stx_registry_upload_sessions %d\n", m.uploadSessions())
+	one("stx_registry_upload_sessions", "gauge", "Blob upload sessions open in the storage (started, not finished, not purged).", m.uploadSessions())
 
 	_, sp, err := m.guard.Below()
 	if err != nil {
 		m.logger.Error("metrics: storage space unknown", "err", err)
 	}
-	head("stx_registry_storage_size_bytes", "gauge", "Size of the root_directory filesystem.")
-	fmt.Fprintf(w, "stx_registry_storage_size_bytes %d\n", sp.Total)
-	head("stx_registry_storage_free_bytes", "gauge", "Free bytes of the root_directory filesystem (for unprivileged writers).")
-	fmt.Fprintf(w, "stx_registry_storage_free_bytes %d\n", sp.Free)
-	head("stx_registry_storage_reserve_bytes", "gauge", "storage_reserve in bytes: below it, non-admin uploads are refused.")
-	fmt.Fprintf(w, "stx_registry_storage_reserve_bytes %d\n", m.guard.Reserve.For(sp.Total))
+	one("stx_registry_storage_size_bytes", "gauge", "Size of the root_directory filesystem.", sp.Total)
+	one("stx_registry_storage_free_bytes", "gauge", "Free bytes of the root_directory filesystem (for unprivileged writers).", sp.Free)
+	one("stx_registry_storage_reserve_bytes", "gauge", "storage_reserve in bytes: below it, non-admin uploads are refused.", m.guard.Reserve.For(sp.Total))
 
 	st, err := gc.ReadStatus(m.root)
 	if err != nil {
 		m.logger.Error("metrics: garbage collection status unknown", "err", err)
 	}
-	head("stx_registry_gc_runs_total", "counter", "Garbage collections completed on this storage root (dry runs excluded).")
-	fmt.Fprintf(w, "stx_registry_gc_runs_total %d\n", st.Runs)
-	head("stx_registry_gc_freed_bytes_total", "counter", "Bytes of blobs removed by garbage collection.")
-	fmt.Fprintf(w, "stx_registry_gc_freed_bytes_total %d\n", st.Bytes)
-	head("stx_registry_gc_freed_blobs_total", "counter", "Blobs removed by garbage collection.")
-	fmt.Fprintf(w, "stx_registry_gc_freed_blobs_total %d\n", st.Blobs)
-	head("stx_registry_gc_freed_manifests_total", "counter", "Untagged manifests removed by garbage collection.")
-	fmt.Fprintf(w, "stx_registry_gc_freed_manifests_total %d\n", st.Manifests)
-	head("stx_registry_gc_duration_seconds_total", "counter", "Time garbage collections held the storage lock, all runs together.")
-	fmt.Fprintf(w, "stx_registry_gc_duration_seconds_total %g\n", st.DurationSeconds)
-	head("stx_registry_gc_last_duration_seconds", "gauge", "Time the last garbage collection held the storage lock.")
-	fmt.Fprintf(w, "stx_registry_gc_last_duration_seconds %g\n", st.LastDuration)
-	head("stx_registry_gc_last_run_timestamp_seconds", "gauge", "When the last garbage collection finished, in Unix time; 0 if never.")
-	fmt.Fprintf(w, "stx_registry_gc_last_run_timestamp_seconds %d\n", st.LastFinishedUnix)
+	one("stx_registry_gc_runs_total", "counter", "Garbage collections completed on this storage root (dry runs excluded).", st.Runs)
+	one("stx_registry_gc_freed_bytes_total", "counter", "Bytes of blobs removed by garbage collection.", st.Bytes)
+	one("stx_registry_gc_freed_blobs_total", "counter", "Blobs removed by garbage collection.", st.Blobs)
+	one("stx_registry_gc_freed_manifests_total", "counter", "Untagged manifests removed by garbage collection.", st.Manifests)
+	one("stx_registry_gc_duration_seconds_total", "counter", "Time garbage collections held the storage lock, all runs together.", st.DurationSeconds)
+	one("stx_registry_gc_last_duration_seconds", "gauge", "Time the last garbage collection held the storage lock.", st.LastDuration)
+	one("stx_registry_gc_last_run_timestamp_seconds", "gauge", "When the last garbage collection finished, in Unix time; 0 if never.", st.LastFinishedUnix)
 }
 
 // uploadSessions counts the upload session directories of every
