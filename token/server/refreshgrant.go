@@ -113,7 +113,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, req *token
 	resp := replyFor(tok, reused, start)
 	resp.Scope = access.FormatScopes(granted)
 	resp.RefreshToken = req.refresh // the same one: never rotated
-	writeJSON(w, http.StatusOK, resp)
+	writeToken(w, &resp)
 }
 
 // recheckUser asks the backend whether e's user may still log in, and is

@@ -298,7 +298,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if req.post {
 		resp.Scope = access.FormatScopes(granted)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeToken(w, &resp)
 }
 
 type tokenResponse struct {
@@ -468,13 +468,18 @@ func checkCredentials(c authn.Credentials) error {
 func clientAddr(r *http.Request) netip.Addr { return listen.Peer(r) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store") // RFC 6749 §5.1: token replies are never cached
-	h.Set("Pragma", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
+	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// setJSONHeaders sets the headers of every reply: JSON, never cached (RFC
+// 6749 §5.1: token replies are never cached), never sniffed.
+func setJSONHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // writeError sends an OAuth2-style error (RFC 6749 §5.2) as JSON, and the
