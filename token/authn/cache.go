@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"hash"
 	"sync"
 	"time"
 
@@ -48,6 +49,7 @@ type CredentialCache struct {
 	cfg     CacheConfig
 	metrics *metrics.Metrics
 	key     [32]byte
+	macs    sync.Pool // of hash.Hash: HMAC-SHA256 states under key, kept so that a hit does not key a new one
 	now     func() time.Time
 	onHit   func(context.Context, Credentials) // told of every hit; set by Chain
 
@@ -90,11 +92,16 @@ func NewCredentialCache(next Authenticator, cfg CacheConfig, m *metrics.Metrics)
 		inflight: make(map[flightKey]*flight),
 	}
 	rand.Read(c.key[:]) // never fails (crypto/rand panics rather)
+	c.macs.New = func() any { return hmac.New(sha256.New, c.key[:]) }
 	return c
 }
 
 func (c *CredentialCache) mac(cr Credentials) (sum [sha256.Size]byte) {
-	h := hmac.New(sha256.New, c.key[:])
+	h := c.macs.Get().(hash.Hash)
+	defer func() {
+		h.Reset() // back to the keyed state: no trace of this password stays in the pool
+		c.macs.Put(h)
+	}()
 	h.Write([]byte(c.cfg.Domain))
 	h.Write([]byte{0})
 	h.Write([]byte(cr.User))
