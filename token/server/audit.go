@@ -40,7 +40,9 @@ func (a *Audit) Token(rec auditRecord) {
 			result, level = "error", slog.LevelError
 		}
 	}
-	attrs := []slog.Attr{
+	// Room for every attribute, so that the slice stays on the stack.
+	attrs := make([]slog.Attr, 0, 15)
+	attrs = append(attrs,
 		slog.String("result", result),
 		slog.Int("status", rec.status),
 		slog.String("client", rec.client.String()),
@@ -53,7 +55,7 @@ func (a *Audit) Token(rec auditRecord) {
 		slog.String("requested", access.FormatScopes(rec.requested)),
 		slog.String("granted", access.FormatScopes(rec.granted)),
 		slog.String("jti", rec.jti),
-	}
+	)
 	if rec.status == 200 {
 		attrs = append(attrs, slog.Bool("reused", rec.reused))
 	}
