@@ -6,6 +6,12 @@ package main
 // every request with a fixed JSON body the size of a real token reply. It
 // runs as its own process, like the token server, so that both share the
 // two cores with the load generator in the same way.
+//
+// With -audit it also writes, before each reply, the line the token server
+// writes for a grant: the same attributes through the daemons' own
+// shared/logging text logger to standard error. The difference between the
+// two ceilings is what that line costs, a part of every token's price that
+// no optimisation of ours may remove.
 
 import (
 	"context"
@@ -22,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 
+	"stx-registry/shared/listen"
+	"stx-registry/shared/logging"
 	"stx-registry/shared/serve"
 	"stx-registry/shared/tlsconf"
 )
@@ -35,6 +43,7 @@ func ceilingMain(args []string) error {
 	key := fs.String("key", "", "TLS key `file`")
 	addr := fs.String("addr", "", "listen `IP:port`")
 	size := fs.Int("size", 0, "reply body `bytes`")
+	audit := fs.Bool("audit", false, "write the token server's audit line for every request")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,9 +51,16 @@ func ceilingMain(args []string) error {
 		return errors.New("-size must be 32 to " + strconv.Itoa(maxCeilingBody))
 	}
 	body := ceilingBody(*size)
+	log, err := logging.New(os.Stderr, "text", "info")
+	if err != nil {
+		return err
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 8<<10))
+		}
+		if *audit {
+			auditLine(log, r)
 		}
 		// The token server's reply headers (writeJSON).
 		hd := w.Header()
@@ -55,6 +71,30 @@ func ceilingMain(args []string) error {
 		w.Write(body)
 	})
 	return serveCeiling(*addr, *cert, *key, h, serve.APITimeouts)
+}
+
+// auditLine logs what token/server's Audit.Token logs for a reused grant of
+// benchScope: the same message, level and attributes, in the same order,
+// with the values of this request where the token server has them too.
+func auditLine(log *slog.Logger, r *http.Request) {
+	user, _, _ := r.BasicAuth()
+	attrs := make([]slog.Attr, 0, 15)
+	attrs = append(attrs,
+		slog.String("result", "granted"),
+		slog.Int("status", http.StatusOK),
+		slog.String("client", listen.Peer(r).String()),
+		slog.String("method", r.Method),
+		slog.String("grant_type", "password"),
+		slog.String("user", user),
+		slog.String("subject", user),
+		slog.String("service", r.Host), // an address, as the registry's is
+		slog.String("client_id", ""),
+		slog.String("requested", benchScope),
+		slog.String("granted", benchScope),
+		slog.String("jti", strings.Repeat("A", 22)), // 16 random bytes in base64url, as the issuer makes them
+		slog.Bool("reused", true),
+	)
+	log.LogAttrs(r.Context(), slog.LevelInfo, "token", attrs...)
 }
 
 // serveCeiling runs a ceiling server: h over the daemons' own shared/serve

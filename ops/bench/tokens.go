@@ -105,6 +105,17 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		return err
 	}
 	defer ceil.Stop()
+	auditAddr, err := testrig.FreeAddr()
+	if err != nil {
+		return err
+	}
+	ceilAudit, err := w.startDaemon(ctx, "ceiling-audit", auditAddr, filepath.Join(w.bin, "bench"), "ceiling",
+		"-cert", w.layout.ServerCert(), "-key", w.layout.ServerKey(),
+		"-addr", auditAddr, "-size", strconv.Itoa(len(plain)), "-audit")
+	if err != nil {
+		return err
+	}
+	defer ceilAudit.Stop()
 	noReuse, noReuseAddr, err := w.startNoReuse(ctx)
 	if err != nil {
 		return err
@@ -174,6 +185,10 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		if err != nil {
 			return err
 		}
+		ca, cacpu, err := measure("ceiling_audit", ceilAudit, get(keep, "https://"+auditAddr+"/token/"))
+		if err != nil {
+			return err
+		}
 		t, tcpu, err := measure("token", w.token, get(keep, w.tokenQuery("")))
 		if err != nil {
 			return err
@@ -196,6 +211,9 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		ceiling := (c.rate() + c2.rate()) / 2
 		rep.add("token_vs_ceiling_ratio", "ratio", t.rate()/ceiling)
 		rep.add("token_noreuse_vs_ceiling_ratio", "ratio", tnr.rate()/ceiling)
+		rep.add("ceiling_audit_vs_ceiling_ratio", "ratio", ca.rate()/ceiling)
+		rep.add("token_vs_ceiling_audit_ratio", "ratio", t.rate()/ca.rate())
+		rep.add("ceiling_audit_cpu_seconds_per_1000", "s", cacpu)
 		rep.add("refresh_vs_ceiling_ratio", "ratio", r.rate()/ceiling)
 		rep.add("token_cpu_seconds_per_1000", "s", tcpu)
 		rep.add("token_noreuse_cpu_seconds_per_1000", "s", tnrcpu)
