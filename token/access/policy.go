@@ -3,7 +3,6 @@ package access
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -17,10 +16,6 @@ const MaxUsernameBytes = 255
 // MaxServiceBytes bounds a service (the token's audience): a host:port.
 const MaxServiceBytes = 255
 
-// pathComponent is distribution's grammar for one component of a repository
-// name. A user owns a namespace only if the user name matches it as it
-// stands: names are never lowercased or rewritten.
-var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
 
 // The actions a repository grant may carry, in the order they are written.
 const (
@@ -196,9 +191,44 @@ func (p *Policy) allowed(id Identity, admin bool, name string) int {
 }
 
 // ValidComponent reports whether s is one repository path component, such
-// as a namespace, exactly as it stands.
+// as a namespace, exactly as it stands. The grammar is distribution's
+// (reference package, path-component):
+//
+//	[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*
+//
+// A user owns a namespace only if the user name matches it as it stands:
+// names are never lowercased or rewritten. This is a scan of that grammar
+// rather than the regular expression, which took most of a grant's policy
+// time; FuzzValidComponent holds it to the expression.
 func ValidComponent(s string) bool {
-	return pathComponent.MatchString(s)
+	i := 0
+	for {
+		start := i // a run of [a-z0-9]+
+		for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= '0' && s[i] <= '9') {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		if i == len(s) {
+			return true
+		}
+		switch s[i] { // a separator, which another run must follow
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(s) && s[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(s) && s[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
 }
 
 // validRepository reports whether name follows distribution's repository

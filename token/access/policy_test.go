@@ -2,6 +2,7 @@ package access
 
 import (
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -323,6 +324,22 @@ func FuzzGrant(f *testing.F) {
 			if !own && ns != "public" && g.Name != "starlingx/stx-platform" && g.Name != "pause" {
 				t.Fatalf("non-admin %q got %v, neither own nor public", user, g)
 			}
+		}
+	})
+}
+
+// pathComponentGrammar is distribution's path-component expression, the
+// reference ValidComponent is held to.
+var pathComponentGrammar = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+
+func FuzzValidComponent(f *testing.F) {
+	for _, s := range []string{"", "a", "user1", "a.b", "a_b", "a__b", "a___b", "a-b", "a---b", "a.-b", "-a", "a-",
+		"a.", ".a", "a..b", "a/b", "A", "user1/app", "é", "a\x00", "0", "a_b.c-d__e---f", "__", "a_", "_"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidComponent(s), pathComponentGrammar.MatchString(s); got != want {
+			t.Errorf("ValidComponent(%q) = %v, the grammar says %v", s, got, want)
 		}
 	})
 }
