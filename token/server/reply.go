@@ -25,9 +25,15 @@ func writeToken(w http.ResponseWriter, r *tokenResponse) {
 // empty, a newline at the end.
 func (r *tokenResponse) appendJSON(b []byte) []byte {
 	b = append(b, `{"token":`...)
+	start := len(b)
 	b = appendJSONString(b, r.Token)
+	end := len(b)
 	b = append(b, `,"access_token":`...)
-	b = appendJSONString(b, r.AccessToken)
+	if r.AccessToken == r.Token { // always: the same token under both names, encoded once
+		b = append(b, b[start:end]...)
+	} else {
+		b = appendJSONString(b, r.AccessToken)
+	}
 	b = append(b, `,"expires_in":`...)
 	b = strconv.AppendInt(b, int64(r.ExpiresIn), 10)
 	b = append(b, `,"issued_at":`...)
@@ -49,7 +55,7 @@ func (r *tokenResponse) appendJSON(b []byte) []byte {
 // policy granted) goes through json.Marshal, escaping and all.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainJSON[s[i]] {
 			q, _ := json.Marshal(s) // a string always marshals
 			return append(b, q...)
 		}
@@ -58,3 +64,15 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// plainJSON holds the bytes encoding/json writes as they are in a string:
+// printable ASCII but for the quote, the backslash and its HTML escapes.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()
