@@ -24,6 +24,7 @@ import (
 	"stx-registry/token/authn"
 	"stx-registry/token/issuer"
 	"stx-registry/token/metrics"
+	"stx-registry/token/reuse"
 )
 
 // fakeAuth is an Authenticator with fixed users, counting its calls. The
@@ -427,4 +428,58 @@ func TestReadyzTimeout(t *testing.T) {
 			t.Fatalf("got %d after %v", r.status, time.Since(start))
 		}
 	})
+}
+
+// auditFirst is a ResponseWriter that notes how many audit lines had been
+// written when the reply's status went out.
+type auditFirst struct {
+	*httptest.ResponseRecorder
+	logs         *strings.Builder
+	linesAtReply int
+	replied      bool
+}
+
+func (w *auditFirst) WriteHeader(status int) {
+	if !w.replied {
+		w.replied, w.linesAtReply = true, strings.Count(w.logs.String(), `"msg":"token"`)
+	}
+	w.ResponseRecorder.WriteHeader(status)
+}
+
+func (w *auditFirst) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestAuditLineBeforeReply: every token request's audit line is written
+// before a byte of its reply, for a grant, a reused grant, a refusal, a
+// bad request and a refresh grant, so that no token leaves the server
+// without its line.
+func TestAuditLineBeforeReply(t *testing.T) {
+	s, logs, _ := newRefreshServer(t, &fakeAuth{users: map[string]string{"alice": "pw-a"}}, time.Hour)
+	s.reuse = reuse.New(reuse.Window(issuer.DefaultTokenTTL, reuse.DefaultPercent))
+	h := s.Handler()
+	rt := login(t, h, "alice", "pw-a")
+	scope := "service=" + testService + "&scope=repository:alice/app:pull,push"
+	for _, tt := range []struct {
+		name   string
+		req    *http.Request
+		status int
+	}{
+		{"grant", get(scope, basic("alice", "pw-a")), http.StatusOK},
+		{"reused grant", get(scope, basic("alice", "pw-a")), http.StatusOK},
+		{"bad password", get(scope, basic("alice", "wrong")), http.StatusUnauthorized},
+		{"bad request", get("service=nowhere", basic("alice", "pw-a")), http.StatusBadRequest},
+		{"refresh grant", refreshForm(rt, testService, "repository:alice/app:pull"), http.StatusOK},
+	} {
+		before := strings.Count(logs.String(), `"msg":"token"`)
+		w := &auditFirst{ResponseRecorder: httptest.NewRecorder(), logs: logs}
+		h.ServeHTTP(w, tt.req)
+		if w.Code != tt.status {
+			t.Fatalf("%s: status %d, want %d: %s", tt.name, w.Code, tt.status, w.Body)
+		}
+		if !w.replied || w.linesAtReply != before+1 {
+			t.Errorf("%s: %d audit lines written before the reply, want 1", tt.name, w.linesAtReply-before)
+		}
+	}
 }
