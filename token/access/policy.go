@@ -16,7 +16,6 @@ const MaxUsernameBytes = 255
 // MaxServiceBytes bounds a service (the token's audience): a host:port.
 const MaxServiceBytes = 255
 
-
 // The actions a repository grant may carry, in the order they are written.
 const (
 	actPull = 1 << iota
