@@ -150,7 +150,10 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		_, err = doToken(keep, req)
 		return err
 	}
-	ceilURL := "https://" + ceilAddr + "/token/"
+	// The ceilings get the token request itself, query and all: the same
+	// request and the same reply bytes.
+	ceilURL := w.tokenURL(ceilAddr, benchScope)
+	auditURL := w.tokenURL(auditAddr, benchScope)
 	measureN := func(name string, p *proc, workers int, do func(context.Context) error) (loadResult, float64, error) {
 		cpu0, err := p.cpuSeconds()
 		if err != nil {
@@ -185,7 +188,7 @@ func (w *workspace) benchTokens(ctx context.Context, s settings, rep *report) er
 		if err != nil {
 			return err
 		}
-		ca, cacpu, err := measure("ceiling_audit", ceilAudit, get(keep, "https://"+auditAddr+"/token/"))
+		ca, cacpu, err := measure("ceiling_audit", ceilAudit, get(keep, auditURL))
 		if err != nil {
 			return err
 		}
