@@ -99,7 +99,7 @@ func NewCredentialCache(next Authenticator, cfg CacheConfig, m *metrics.Metrics)
 func (c *CredentialCache) mac(cr Credentials) (sum [sha256.Size]byte) {
 	h := c.macs.Get().(hash.Hash)
 	defer func() {
-		h.Reset() // back to the keyed state: no trace of this password stays in the pool
+		h.Reset() // back to the state after the key alone before it is pooled
 		c.macs.Put(h)
 	}()
 	h.Write([]byte(c.cfg.Domain))
