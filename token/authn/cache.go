@@ -96,18 +96,18 @@ func NewCredentialCache(next Authenticator, cfg CacheConfig, m *metrics.Metrics)
 	return c
 }
 
+// mac is the HMAC-SHA256 of domain NUL user NUL password under c.key.
 func (c *CredentialCache) mac(cr Credentials) (sum [sha256.Size]byte) {
+	msg := make([]byte, 0, len(c.cfg.Domain)+len(cr.User)+len(cr.Password)+2)
+	msg = append(append(msg, c.cfg.Domain...), 0)
+	msg = append(append(msg, cr.User...), 0)
+	msg = append(msg, cr.Password...)
 	h := c.macs.Get().(hash.Hash)
-	defer func() {
-		h.Reset() // back to the state after the key alone before it is pooled
-		c.macs.Put(h)
-	}()
-	h.Write([]byte(c.cfg.Domain))
-	h.Write([]byte{0})
-	h.Write([]byte(cr.User))
-	h.Write([]byte{0})
-	h.Write([]byte(cr.Password))
+	h.Write(msg)
 	h.Sum(sum[:0])
+	h.Reset() // back to the state after the key alone before it is pooled
+	c.macs.Put(h)
+	clear(msg) // it holds the password
 	return sum
 }
 

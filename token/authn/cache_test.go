@@ -2,8 +2,11 @@ package authn
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -222,4 +225,26 @@ func TestCredentialCacheWaiterCancel(t *testing.T) {
 	if c.Len() != 1 {
 		t.Fatal("the shared success was not cached")
 	}
+}
+
+// TestCredentialCacheMAC: the pooled HMAC states give, from any goroutine
+// and after any earlier password, what a newly keyed HMAC gives for
+// domain NUL user NUL password.
+func TestCredentialCacheMAC(t *testing.T) {
+	c := NewCredentialCache(nil, CacheConfig{TTL: time.Minute, Size: 10, Domain: "Default"}, nil)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				cr := Credentials{User: fmt.Sprintf("user%d", g), Password: strings.Repeat("p", (i*7+g)%150)}
+				h := hmac.New(sha256.New, c.key[:])
+				h.Write([]byte("Default\x00" + cr.User + "\x00" + cr.Password))
+				if got := c.mac(cr); !hmac.Equal(got[:], h.Sum(nil)) {
+					t.Errorf("mac(%q, %d-byte password) differs from a new HMAC", cr.User, len(cr.Password))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
